@@ -1,0 +1,5 @@
+"""``python -m kbtool``: the same CLI as the ``kbtool`` console script."""
+
+from kbtool.cli import main
+
+main()

@@ -1,0 +1,412 @@
+"""The ``kbtool`` command line: validate, query, import, export, run demos, build the site.
+
+Bad input never produces a traceback: every command reports ``file: field: message`` lines
+(or one clear sentence) on stderr and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kbtool.errors import KnowledgeBaseError, Problem
+from kbtool.kb import KnowledgeBase, load
+from kbtool.loader import load_records
+
+app = typer.Typer(
+    help="KD Atlas: a typed knowledge base of knowledge distillation of LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+export_app = typer.Typer(help="Export papers as BibTeX, CSL-JSON or JSON.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+RootOption = Annotated[
+    Path | None, typer.Option("--root", help="Knowledge base directory (default: bundled).")
+]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one message, exit status 1."""
+
+
+def _friendly(fn: F) -> F:
+    """Turn known failures into clear messages and a non-zero exit, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        from kbtool.bibtex import BibtexError
+        from kbtool.metadata import MetadataError
+        from kbtool.safe_yaml import YamlError
+
+        try:
+            return fn(*args, **kwargs)
+        except KnowledgeBaseError as exc:
+            _print_problems(exc.problems)
+        except (CliError, YamlError, MetadataError, BibtexError, KeyError, ValueError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+        except OSError as exc:
+            err.print(f"[red]error:[/red] {exc.filename or ''}: {exc.strerror}", highlight=False)
+        raise typer.Exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for problem in sorted(problems):
+        err.print(str(problem), highlight=False, markup=False)
+    err.print(f"[red]{len(problems)} problem(s) found[/red]")
+
+
+def _kb(root: Path | None) -> KnowledgeBase:
+    return load(root)
+
+
+# --- validation, summary, schema -------------------------------------------------------------
+@app.command()
+@_friendly
+def validate(root: RootOption = None) -> None:
+    """Validate every file of the knowledge base; print each problem as file: field: message."""
+    records = load_records(root)
+    if records.problems:
+        _print_problems(records.problems)
+        raise typer.Exit(1)
+    _print_summary(KnowledgeBase(records))
+
+
+def _print_summary(kb: KnowledgeBase) -> None:
+    stats = kb.stats()
+    out.print(
+        f"[green]valid:[/green] {stats['nodes']} taxonomy nodes, {stats['methods']} methods, "
+        f"{stats['papers']} papers ({stats['placed_papers']} placed, "
+        f"{stats['cited_only_papers']} cited by the survey only, {stats['with_code']} with code)"
+    )
+    table = Table("pillar", "papers")
+    for pillar, count in stats["per_pillar"].items():
+        table.add_row(kb.nodes[pillar].name, str(count))
+    out.print(table)
+
+
+@app.command()
+@_friendly
+def stats(root: RootOption = None) -> None:
+    """Print counts of the knowledge base as JSON."""
+    out.print_json(json.dumps(_kb(root).stats()))
+
+
+@app.command()
+@_friendly
+def schema(
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Directory for *.schema.json.")] = None,
+    kind: Annotated[str, typer.Option(help="paper, methods or taxonomy (printed).")] = "paper",
+) -> None:
+    """Export the JSON Schema of the paper, method and taxonomy files."""
+    from kbtool.schema import SCHEMAS, schema_of, write_schemas
+
+    if out_dir is not None:
+        for path in write_schemas(out_dir):
+            out.print(f"wrote {path}")
+        return
+    if kind not in SCHEMAS:
+        raise CliError(f"unknown schema {kind!r}; choose one of {', '.join(SCHEMAS)}")
+    sys.stdout.write(json.dumps(schema_of(kind), indent=2, sort_keys=True) + "\n")
+
+
+# --- queries ---------------------------------------------------------------------------------
+class OutputFormat(str, Enum):
+    """How query results are printed."""
+
+    table = "table"
+    json = "json"
+
+
+@app.command()
+@_friendly
+def query(
+    node: Annotated[str | None, typer.Option(help="Taxonomy node (descendants included).")] = None,
+    method: Annotated[str | None, typer.Option(help="Method id.")] = None,
+    year_min: Annotated[int | None, typer.Option(help="Earliest year.")] = None,
+    year_max: Annotated[int | None, typer.Option(help="Latest year.")] = None,
+    venue: Annotated[str | None, typer.Option(help="Venue (substring).")] = None,
+    has_code: Annotated[bool | None, typer.Option("--has-code/--no-code", help="Code links.")] = None,
+    teacher: Annotated[str | None, typer.Option(help="Teacher model (substring).")] = None,
+    student: Annotated[str | None, typer.Option(help="Student model (substring).")] = None,
+    objective: Annotated[str | None, typer.Option(help="Distillation-algorithm node id.")] = None,
+    elicitation: Annotated[str | None, typer.Option(help="Knowledge-elicitation node id.")] = None,
+    teacher_access: Annotated[str | None, typer.Option(help="black-box or white-box.")] = None,
+    text: Annotated[str | None, typer.Option(help="Words in the title or authors.")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+    root: RootOption = None,
+) -> None:
+    """Find papers with the same filters as ``KnowledgeBase.query``."""
+    kb = _kb(root)
+    papers = kb.query(
+        node=node, method=method, year_min=year_min, year_max=year_max, venue=venue,
+        has_code=has_code, teacher=teacher, student=student, objective=objective,
+        elicitation=elicitation, teacher_access=teacher_access, text=text,
+    )
+    if output is OutputFormat.json:
+        from kbtool.paper_io import paper_to_data
+
+        sys.stdout.write(json.dumps([paper_to_data(p) for p in papers], indent=2, ensure_ascii=False) + "\n")
+        return
+    table = Table("id", "year", "venue", "title", "code", title=f"{len(papers)} paper(s)")
+    for p in papers:
+        table.add_row(p.id, str(p.year), p.venue, p.title, "yes" if p.code else "")
+    out.print(table)
+
+
+@app.command()
+@_friendly
+def methods(
+    teacher_access: Annotated[str | None, typer.Option(help="black-box or white-box.")] = None,
+    on_policy: Annotated[bool | None, typer.Option("--on-policy/--off-policy")] = None,
+    same_tokenizer: Annotated[bool | None, typer.Option("--same-tokenizer/--any-tokenizer")] = None,
+    node: Annotated[str | None, typer.Option(help="Taxonomy node.")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+    root: RootOption = None,
+) -> None:
+    """List method nodes, filtered by their properties."""
+    found = _kb(root).methods_where(
+        teacher_access=teacher_access, on_policy=on_policy,
+        same_tokenizer_required=same_tokenizer, node=node,
+    )
+    if output is OutputFormat.json:
+        sys.stdout.write(json.dumps([m.model_dump(mode="json") for m in found], indent=2) + "\n")
+        return
+    table = Table("id", "name", "teacher", "on-policy", "loss", title=f"{len(found)} method(s)")
+    for m in found:
+        table.add_row(m.id, m.name, m.teacher_access.value, "yes" if m.on_policy else "no", m.loss or "")
+    out.print(table)
+
+
+@app.command()
+@_friendly
+def show(key: str, root: RootOption = None) -> None:
+    """Print one paper, method or node (by id or arXiv id) as JSON."""
+    item = _kb(root).get(key)
+    sys.stdout.write(json.dumps(item.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+
+
+# --- export ----------------------------------------------------------------------------------
+def _selection(root: Path | None, node: str | None) -> tuple[KnowledgeBase, list[Any]]:
+    kb = _kb(root)
+    papers = kb.papers_under(node) if node else list(kb.papers.values())
+    return kb, sorted(papers, key=lambda p: p.id)
+
+
+def _emit(text: str, path: Path | None) -> None:
+    if path is None:
+        sys.stdout.write(text)
+        return
+    from kbtool.atomic import write_text_atomic
+
+    write_text_atomic(path, text)
+    err.print(f"wrote {path}")
+
+
+NodeOption = Annotated[str | None, typer.Option("--node", help="Only papers under this node.")]
+OutOption = Annotated[Path | None, typer.Option("--out", help="Output file (default: stdout).")]
+
+
+@export_app.command("bibtex")
+@_friendly
+def export_bibtex(node: NodeOption = None, out_path: OutOption = None, root: RootOption = None) -> None:
+    """BibTeX of all papers, or of the papers under a node."""
+    from kbtool.bibtex import to_bibtex
+
+    _, papers = _selection(root, node)
+    _emit(to_bibtex(papers), out_path)
+
+
+@export_app.command("csl")
+@_friendly
+def export_csl(node: NodeOption = None, out_path: OutOption = None, root: RootOption = None) -> None:
+    """CSL-JSON of all papers, or of the papers under a node."""
+    from kbtool.export import to_csl_json
+
+    _, papers = _selection(root, node)
+    _emit(to_csl_json(papers), out_path)
+
+
+@export_app.command("json")
+@_friendly
+def export_json(node: NodeOption = None, out_path: OutOption = None, root: RootOption = None) -> None:
+    """JSON of the whole knowledge base, or of the papers under a node."""
+    from kbtool.export import papers_to_json, to_json
+
+    kb, papers = _selection(root, node)
+    _emit(to_json(kb) if node is None else papers_to_json(papers), out_path)
+
+
+# --- import ----------------------------------------------------------------------------------
+def _root_dir(root: Path | None) -> Path:
+    from kbtool.loader import default_root
+
+    return root if root is not None else default_root()
+
+
+@app.command("import-awesome")
+@_friendly
+def import_awesome_cmd(
+    file: Annotated[Path, typer.Argument(help="The upstream list's README (markdown).")],
+    metadata: Annotated[Path | None, typer.Option(help="paper-metadata.jsonl for authors and ids.")] = None,
+    root: RootOption = None,
+) -> None:
+    """Merge the upstream paper list into papers/ (idempotent) and write IMPORT_REPORT.md."""
+    from kbtool.importer import import_awesome
+    from kbtool.metadata import load_metadata
+
+    meta = load_metadata(metadata) if metadata else None
+    text = _read_text(file)
+    with out.status("importing the paper list"):
+        report = import_awesome(_root_dir(root), text, source_name=file.name, meta=meta)
+    out.print(
+        f"{report.rows} rows, {report.papers_in_list} distinct papers: "
+        f"{len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.conflicts)} conflict(s) reported in papers/IMPORT_REPORT.md"
+    )
+    for paper_id in report.added:
+        out.print(f"  + {paper_id}")
+    for paper_id in report.updated:
+        out.print(f"  ~ {paper_id}")
+
+
+@app.command("import-metadata")
+@_friendly
+def import_metadata_cmd(
+    file: Annotated[Path, typer.Argument(help="paper-metadata.jsonl")], root: RootOption = None
+) -> None:
+    """Fill authors and arXiv ids; add the survey's other cited works (idempotent)."""
+    from kbtool.metadata import load_metadata
+    from kbtool.metadata_import import import_metadata
+
+    report = import_metadata(_root_dir(root), load_metadata(file))
+    out.print(f"{len(report.added)} added, {len(report.updated)} updated")
+    for note in report.notes:
+        out.print(f"  note: {note}")
+
+
+@app.command("import-summary")
+@_friendly
+def import_summary_cmd(
+    file: Annotated[Path, typer.Argument(help="survey-skill-summary.tsv")], root: RootOption = None
+) -> None:
+    """Attach the survey's Table 3 facts to the matching papers (idempotent)."""
+    from kbtool.summary_table import import_summary
+
+    report = import_summary(_root_dir(root), _read_text(file))
+    out.print(
+        f"{len(report.attached)} rows attached to {len(set(report.attached.values()))} papers, "
+        f"{len(set(report.updated))} files updated, {len(report.unmatched)} unmatched"
+    )
+    for line in report.unmatched:
+        out.print(f"  unmatched: {line}")
+    if report.unmatched:
+        raise typer.Exit(1)
+
+
+@app.command("import-bibtex")
+@_friendly
+def import_bibtex_cmd(
+    file: Annotated[Path, typer.Argument(help="A .bib file.")], root: RootOption = None
+) -> None:
+    """Add the entries of a BibTeX file as papers (existing ids and arXiv ids are skipped)."""
+    from kbtool.bibtex_import import import_bibtex
+
+    report = import_bibtex(_root_dir(root), _read_text(file), source=str(file))
+    out.print(f"{len(report.added)} added, {len(report.skipped)} already present")
+    for line in report.skipped:
+        out.print(f"  skipped: {line}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
+    except FileNotFoundError as exc:
+        raise CliError(f"{path}: no such file") from exc
+
+
+# --- reference implementations ---------------------------------------------------------------
+@app.command()
+@_friendly
+def run(
+    method: Annotated[str, typer.Argument(help="Method id (or a loss name from reference_impls).")],
+    steps: Annotated[int | None, typer.Option(help="Training steps (default: the demo's).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    root: RootOption = None,
+) -> None:
+    """Run the reference implementation's demo of a method's loss (imports torch lazily)."""
+    loss = _loss_name(method, root)
+    from reference_impls.demo import run_demo  # lazy: torch is heavy
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise CliError(f"unknown device {device!r}; use auto, cpu or cuda")
+    result = run_demo(loss, steps=steps, device=device)
+    out.print(f"{method}: {loss} on {result.device}, final loss {result.losses[-1]:.4f}")
+
+
+def _loss_name(method: str, root: Path | None) -> str:
+    kb = _kb(root)
+    if method in kb.methods:
+        dotted = kb.methods[method].loss
+        if dotted is None:
+            raise CliError(f"method {method!r} has no reference implementation yet")
+        return dotted.rsplit(".", 1)[1]
+    known = {m.loss.rsplit(".", 1)[1] for m in kb.methods.values() if m.loss}
+    if method in known:
+        return method
+    raise CliError(f"unknown method {method!r}; see `kbtool methods`")
+
+
+# --- site ------------------------------------------------------------------------------------
+@app.command("build-site")
+@_friendly
+def build_site_cmd(
+    root: RootOption = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("build/site"),
+) -> None:
+    """Validate the knowledge base and build the static site (mkdocs, strict)."""
+    from kbtool.site import build_site
+
+    kb = _kb(root)
+    path = build_site(kb, out_dir)
+    out.print(f"site built in {path}")
+
+
+@app.command()
+@_friendly
+def serve(
+    root: RootOption = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    out_dir: Annotated[Path, typer.Option("--out", help="Build directory.")] = Path("build/site"),
+) -> None:
+    """Validate, build the site and serve it on http://127.0.0.1:PORT/ (Ctrl-C stops)."""
+    from kbtool.site import build_site, serve_site
+
+    kb = _kb(root)
+    _print_summary(kb)
+    path = build_site(kb, out_dir)
+    serve_site(path, port=port)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,260 @@
+"""The in-memory knowledge base and its public query API (``kbtool.load()``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kbtool.errors import KnowledgeBaseError
+from kbtool.loader import Records, load_records
+from kbtool.model import Method, Paper, TaxonomyNode
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+PILLARS = ("kd-algorithms", "skill-distillation", "verticalization-distillation", "encoder-based-kd")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+class KnowledgeBase:
+    """Nodes, methods and papers by id, with indexes for fast queries.
+
+    ``nodes``, ``methods`` and ``papers`` are dicts keyed by id, in taxonomy order, file order
+    and newest-first order respectively.
+    """
+
+    def __init__(self, records: Records) -> None:
+        self.root: Path = records.root
+        self.nodes: dict[str, TaxonomyNode] = {n.id: n for n in _tree_order(records.nodes)}
+        self.methods: dict[str, Method] = {m.id: m for m in records.methods}
+        ordered = sorted(records.papers, key=lambda p: (-p.year, -(p.month or 0), p.id))
+        self.papers: dict[str, Paper] = {p.id: p for p in ordered}
+        self._by_arxiv = {p.arxiv_id: p for p in ordered if p.arxiv_id}
+        self._children: dict[str | None, list[str]] = {}
+        for node in self.nodes.values():
+            self._children.setdefault(node.parent, []).append(node.id)
+        self._papers_at: dict[str, list[str]] = {}
+        for paper in ordered:
+            for node_id in paper.nodes:
+                self._papers_at.setdefault(node_id, []).append(paper.id)
+
+    # --- lookups -------------------------------------------------------------------------
+    def get(self, key: str) -> Paper | Method | TaxonomyNode:
+        """A paper, method or node by id, or a paper by arXiv id (with or without version)."""
+        if key in self.papers:
+            return self.papers[key]
+        if key in self.methods:
+            return self.methods[key]
+        if key in self.nodes:
+            return self.nodes[key]
+        bare = key.removeprefix("arXiv:").removeprefix("arxiv:").split("v")[0]
+        if bare in self._by_arxiv:
+            return self._by_arxiv[bare]
+        raise KeyError(f"no paper, method or node with id or arXiv id {key!r}")
+
+    def children(self, node_id: str | None) -> list[TaxonomyNode]:
+        """Direct children of a node (``None``: the pillars), in taxonomy order."""
+        return [self.nodes[c] for c in self._children.get(node_id, [])]
+
+    def descendants(self, node_id: str) -> list[str]:
+        """The node and every node below it, in taxonomy order."""
+        self._require_node(node_id)
+        out = [node_id]
+        for child in self._children.get(node_id, []):
+            out.extend(self.descendants(child))
+        return out
+
+    def ancestors(self, node_id: str) -> list[TaxonomyNode]:
+        """The path from the pillar down to (and including) ``node_id``."""
+        self._require_node(node_id)
+        path: list[TaxonomyNode] = []
+        current: str | None = node_id
+        while current is not None:
+            node = self.nodes[current]
+            path.append(node)
+            current = node.parent
+        return path[::-1]
+
+    def pillar_of(self, node_id: str) -> str:
+        """The top-level node above ``node_id``."""
+        return self.ancestors(node_id)[0].id
+
+    def papers_under(self, node_id: str) -> list[Paper]:
+        """Papers placed in the node or any of its descendants, newest first, each once."""
+        ids: set[str] = set()
+        for nid in self.descendants(node_id):
+            ids.update(self._papers_at.get(nid, []))
+        return [p for pid, p in self.papers.items() if pid in ids]
+
+    def methods_under(self, node_id: str) -> list[Method]:
+        """Methods attached to the node or any of its descendants."""
+        under = set(self.descendants(node_id))
+        return [m for m in self.methods.values() if under.intersection(m.nodes)]
+
+    def papers_using(self, method_id: str) -> list[Paper]:
+        """Papers that list the method (introducing papers included)."""
+        return [p for p in self.papers.values() if method_id in p.methods]
+
+    # --- queries -------------------------------------------------------------------------
+    def query(
+        self,
+        *,
+        node: str | None = None,
+        method: str | None = None,
+        year_min: int | None = None,
+        year_max: int | None = None,
+        venue: str | None = None,
+        has_code: bool | None = None,
+        teacher: str | None = None,
+        student: str | None = None,
+        objective: str | None = None,
+        elicitation: str | None = None,
+        teacher_access: str | None = None,
+        text: str | None = None,
+        cited_by_survey: bool | None = None,
+    ) -> list[Paper]:
+        """Papers matching every given filter (all filters are optional), newest first.
+
+        ``node`` includes descendants; ``venue``, ``teacher`` and ``student`` match
+        case-insensitive substrings; ``teacher_access`` keeps papers using at least one
+        method with that access; ``text`` searches titles and authors.
+        """
+        candidates: Iterable[Paper] = (
+            self.papers_under(node) if node is not None else self.papers.values()
+        )
+        if method is not None:
+            self._require(method, self.methods, "method")
+        access_methods: set[str] | None = None
+        if teacher_access is not None:
+            access_methods = {m.id for m in self.methods_where(teacher_access=teacher_access)}
+        venue_n = _norm(venue) if venue else None
+        teacher_n = _norm(teacher) if teacher else None
+        student_n = _norm(student) if student else None
+        text_n = _norm(text) if text else None
+        out = []
+        for p in candidates:
+            if method is not None and method not in p.methods:
+                continue
+            if year_min is not None and p.year < year_min:
+                continue
+            if year_max is not None and p.year > year_max:
+                continue
+            if venue_n is not None and venue_n not in _norm(p.venue):
+                continue
+            if has_code is not None and p.has_code != has_code:
+                continue
+            if teacher_n is not None and not any(teacher_n in _norm(t) for t in p.teachers):
+                continue
+            if student_n is not None and not any(student_n in _norm(s) for s in p.students):
+                continue
+            if objective is not None and objective not in p.objectives and objective not in p.nodes:
+                continue
+            if elicitation is not None and elicitation not in p.elicitation and elicitation not in p.nodes:
+                continue
+            if access_methods is not None and not access_methods.intersection(p.methods):
+                continue
+            if cited_by_survey is not None and p.cited_by_survey != cited_by_survey:
+                continue
+            if text_n is not None and text_n not in _norm(p.title + " " + " ".join(p.authors)):
+                continue
+            out.append(p)
+        return out
+
+    def methods_where(
+        self,
+        *,
+        teacher_access: str | None = None,
+        same_tokenizer_required: bool | None = None,
+        on_policy: bool | None = None,
+        node: str | None = None,
+        has_loss: bool | None = None,
+    ) -> list[Method]:
+        """Methods matching every given property, in file order."""
+        under = set(self.descendants(node)) if node is not None else None
+        out = []
+        for m in self.methods.values():
+            if teacher_access is not None and m.teacher_access.value != teacher_access:
+                continue
+            if same_tokenizer_required is not None and m.same_tokenizer_required != same_tokenizer_required:
+                continue
+            if on_policy is not None and m.on_policy != on_policy:
+                continue
+            if under is not None and not under.intersection(m.nodes):
+                continue
+            if has_loss is not None and (m.loss is not None) != has_loss:
+                continue
+            out.append(m)
+        return out
+
+    # --- derived views -------------------------------------------------------------------
+    @cached_property
+    def graph(self) -> nx.MultiDiGraph:
+        """A networkx MultiDiGraph of nodes, papers and methods with typed edges."""
+        from kbtool.graph import build_graph
+
+        return build_graph(self)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for summaries: papers per pillar, year and node, code availability."""
+        per_pillar: Counter[str] = Counter()
+        for paper in self.papers.values():
+            for pillar in sorted({self.pillar_of(n) for n in paper.nodes}):
+                per_pillar[pillar] += 1
+        return {
+            "papers": len(self.papers),
+            "nodes": len(self.nodes),
+            "methods": len(self.methods),
+            "placed_papers": sum(1 for p in self.papers.values() if p.nodes),
+            "cited_only_papers": sum(1 for p in self.papers.values() if not p.nodes),
+            "with_code": sum(1 for p in self.papers.values() if p.has_code),
+            "with_arxiv": sum(1 for p in self.papers.values() if p.arxiv_id),
+            "with_summary_facts": sum(1 for p in self.papers.values() if p.source.summary_table),
+            "per_pillar": dict(sorted(per_pillar.items())),
+            "per_year": dict(sorted(Counter(p.year for p in self.papers.values()).items())),
+            "per_node": {nid: len(self._papers_at.get(nid, [])) for nid in self.nodes},
+        }
+
+    # --- helpers -------------------------------------------------------------------------
+    def _require_node(self, node_id: str) -> None:
+        self._require(node_id, self.nodes, "taxonomy node")
+
+    @staticmethod
+    def _require(key: str, table: dict[str, Any], kind: str) -> None:
+        if key not in table:
+            raise KeyError(f"unknown {kind} {key!r}")
+
+
+def _tree_order(nodes: list[TaxonomyNode]) -> list[TaxonomyNode]:
+    """Depth-first order by each node's ``order`` among its siblings."""
+    by_parent: dict[str | None, list[TaxonomyNode]] = {}
+    known = {n.id for n in nodes}
+    for node in nodes:
+        parent = node.parent if node.parent in known else None
+        by_parent.setdefault(parent, []).append(node)
+    out: list[TaxonomyNode] = []
+
+    def visit(parent: str | None) -> None:
+        for node in sorted(by_parent.get(parent, []), key=lambda n: (n.order, n.id)):
+            if node.id not in {o.id for o in out}:
+                out.append(node)
+                visit(node.id)
+
+    visit(None)
+    return out
+
+
+def load(root: Path | str | None = None) -> KnowledgeBase:
+    """Load and validate a knowledge base (the bundled one by default).
+
+    Raises ``KnowledgeBaseError`` listing every problem when the data is invalid.
+    """
+    records = load_records(root)
+    if records.problems:
+        raise KnowledgeBaseError(records.problems)
+    return KnowledgeBase(records)

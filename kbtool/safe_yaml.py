@@ -1,0 +1,97 @@
+"""Safe YAML reading: plain data only, no aliases, no arbitrary objects, bounded size.
+
+YAML aliases are refused outright (the knowledge base never needs them), which makes
+"billion laughs" alias bombs fail at the first ``*ref`` instead of exhausting memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_FILE_BYTES = 2_000_000
+
+try:  # the C loader is much faster; both refuse aliases through the same composer hook
+    _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - libyaml missing
+    _BaseLoader = yaml.SafeLoader
+
+
+class YamlError(ValueError):
+    """The file is not readable, plain YAML data."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that rejects anchors' aliases (pure-Python composer)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: ANN401 - PyYAML API
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*ref) are not allowed in the knowledge base",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _has_alias(text: str) -> bool:
+    """Cheap scan for alias events using the fast C parser."""
+    loader = _BaseLoader(text)
+    try:
+        while loader.check_event():
+            if isinstance(loader.get_event(), yaml.AliasEvent):
+                return True
+        return False
+    finally:
+        loader.dispose()
+
+
+def parse_yaml(text: str) -> Any:  # noqa: ANN401 - YAML data is untyped until validated
+    """Parse ``text`` as plain YAML data; raise YamlError on syntax errors or aliases."""
+    try:
+        if "*" in text and _has_alias(text):
+            loader = _NoAliasLoader(text)
+            try:
+                return loader.get_single_data()
+            finally:
+                loader.dispose()
+        return yaml.load(text, Loader=_BaseLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise YamlError(" ".join(str(exc).split())) from exc
+
+
+def read_yaml(path: Path) -> Any:  # noqa: ANN401
+    """Read a UTF-8 YAML file of plain data, with clear errors for every failure mode."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise YamlError(f"cannot read file: {exc.strerror}") from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise YamlError(f"file is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlError(f"not valid UTF-8 (byte {exc.start}: {raw[exc.start]:#04x})") from exc
+    if not text.strip():
+        raise YamlError("file is empty")
+    return parse_yaml(text)
+
+
+def dump_yaml(data: Any) -> str:  # noqa: ANN401
+    """Serialise plain data as block-style YAML with stable key order (as given)."""
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100,
+        default_flow_style=False,
+    )
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that never emits anchors/aliases and indents lists under their key."""
+
+    def ignore_aliases(self, data: Any) -> bool:  # noqa: ANN401
+        return True
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
