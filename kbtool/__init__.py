@@ -14,5 +14,13 @@ from kbtool.errors import KnowledgeBaseError, Problem
 from kbtool.kb import KnowledgeBase, load
 from kbtool.model import Method, Paper, TaxonomyNode
 
-__all__ = ["KnowledgeBase", "KnowledgeBaseError", "Method", "Paper", "Problem", "TaxonomyNode", "load"]
+__all__ = [
+    "KnowledgeBase",
+    "KnowledgeBaseError",
+    "Method",
+    "Paper",
+    "Problem",
+    "TaxonomyNode",
+    "load",
+]
 __version__ = "0.1.0"

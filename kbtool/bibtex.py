@@ -10,16 +10,26 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import bibtexparser
 from bibtexparser import model
+from bibtexparser.entrypoint import parse_string, write_string
+from bibtexparser.library import Library
 
 from kbtool.model import Paper
 
 JOURNALS = {"TACL", "TMLR", "JMLR", "PNAS", "IJCV", "Nature"}
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-             "^": r"\textasciicircum{}"}
+_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 _UNESCAPE = {v: k for k, v in _SPECIALS.items()}
 
 
@@ -65,8 +75,8 @@ def _entry(paper: Paper) -> model.Entry:
 
 def to_bibtex(papers: list[Paper]) -> str:
     """BibTeX text of ``papers`` in the given order."""
-    library = bibtexparser.Library([_entry(p) for p in papers])
-    return str(bibtexparser.write_string(library))
+    library = Library([_entry(p) for p in papers])
+    return str(write_string(library))
 
 
 def _strip_outer_braces(value: str) -> str:
@@ -91,8 +101,11 @@ def entry_to_data(entry: model.Entry) -> dict[str, Any]:
     def text(name: str) -> str:
         return unescape_latex(_strip_outer_braces(f[name])) if name in f else ""
 
-    venue = text("journal") or text("booktitle") or text("howpublished") or (
-        "arXiv" if f.get("archiveprefix", "").lower() == "arxiv" else "Other"
+    venue = (
+        text("journal")
+        or text("booktitle")
+        or text("howpublished")
+        or ("arXiv" if f.get("archiveprefix", "").lower() == "arxiv" else "Other")
     )
     month = f.get("month", "").strip().lower()[:3]
     data: dict[str, Any] = {
@@ -117,11 +130,11 @@ def entry_to_data(entry: model.Entry) -> dict[str, Any]:
 
 def from_bibtex(text: str) -> list[dict[str, Any]]:
     """Paper data from BibTeX text; raises BibtexError when blocks cannot be parsed."""
-    library = bibtexparser.parse_string(text)
+    library = parse_string(text)
     if library.failed_blocks:
         first = library.failed_blocks[0]
         raise BibtexError(
             f"{len(library.failed_blocks)} BibTeX block(s) could not be parsed "
-            f"(first at line {first.start_line + 1})"
+            f"(first at line {(first.start_line or 0) + 1})"
         )
     return [entry_to_data(e) for e in library.entries]

@@ -33,7 +33,11 @@ def import_bibtex(root: Path, text: str, *, source: str) -> BibtexImportReport:
     problems: list[Problem] = []
     for data in from_bibtex(text):
         key = str(data.get("id"))
-        if key in ids or data.get("arxiv_id") in arxiv or normalize_title(str(data.get("title", ""))) in titles:
+        if (
+            key in ids
+            or data.get("arxiv_id") in arxiv
+            or normalize_title(str(data.get("title", ""))) in titles
+        ):
             report.skipped.append(key)
             continue
         data["source"] = Source(notes=[f"imported from BibTeX {Path(source).name}"]).model_dump()

@@ -10,7 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -112,7 +112,9 @@ def stats(root: RootOption = None) -> None:
 @app.command()
 @_friendly
 def schema(
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Directory for *.schema.json.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Directory for *.schema.json.")
+    ] = None,
     kind: Annotated[str, typer.Option(help="paper, methods or taxonomy (printed).")] = "paper",
 ) -> None:
     """Export the JSON Schema of the paper, method and taxonomy files."""
@@ -128,7 +130,7 @@ def schema(
 
 
 # --- queries ---------------------------------------------------------------------------------
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     """How query results are printed."""
 
     table = "table"
@@ -143,27 +145,42 @@ def query(
     year_min: Annotated[int | None, typer.Option(help="Earliest year.")] = None,
     year_max: Annotated[int | None, typer.Option(help="Latest year.")] = None,
     venue: Annotated[str | None, typer.Option(help="Venue (substring).")] = None,
-    has_code: Annotated[bool | None, typer.Option("--has-code/--no-code", help="Code links.")] = None,
+    has_code: Annotated[
+        bool | None, typer.Option("--has-code/--no-code", help="Code links.")
+    ] = None,
     teacher: Annotated[str | None, typer.Option(help="Teacher model (substring).")] = None,
     student: Annotated[str | None, typer.Option(help="Student model (substring).")] = None,
     objective: Annotated[str | None, typer.Option(help="Distillation-algorithm node id.")] = None,
     elicitation: Annotated[str | None, typer.Option(help="Knowledge-elicitation node id.")] = None,
     teacher_access: Annotated[str | None, typer.Option(help="black-box or white-box.")] = None,
     text: Annotated[str | None, typer.Option(help="Words in the title or authors.")] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="table or json.")
+    ] = OutputFormat.table,
     root: RootOption = None,
 ) -> None:
     """Find papers with the same filters as ``KnowledgeBase.query``."""
     kb = _kb(root)
     papers = kb.query(
-        node=node, method=method, year_min=year_min, year_max=year_max, venue=venue,
-        has_code=has_code, teacher=teacher, student=student, objective=objective,
-        elicitation=elicitation, teacher_access=teacher_access, text=text,
+        node=node,
+        method=method,
+        year_min=year_min,
+        year_max=year_max,
+        venue=venue,
+        has_code=has_code,
+        teacher=teacher,
+        student=student,
+        objective=objective,
+        elicitation=elicitation,
+        teacher_access=teacher_access,
+        text=text,
     )
     if output is OutputFormat.json:
         from kbtool.paper_io import paper_to_data
 
-        sys.stdout.write(json.dumps([paper_to_data(p) for p in papers], indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(
+            json.dumps([paper_to_data(p) for p in papers], indent=2, ensure_ascii=False) + "\n"
+        )
         return
     table = Table("id", "year", "venue", "title", "code", title=f"{len(papers)} paper(s)")
     for p in papers:
@@ -183,15 +200,19 @@ def methods(
 ) -> None:
     """List method nodes, filtered by their properties."""
     found = _kb(root).methods_where(
-        teacher_access=teacher_access, on_policy=on_policy,
-        same_tokenizer_required=same_tokenizer, node=node,
+        teacher_access=teacher_access,
+        on_policy=on_policy,
+        same_tokenizer_required=same_tokenizer,
+        node=node,
     )
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps([m.model_dump(mode="json") for m in found], indent=2) + "\n")
         return
     table = Table("id", "name", "teacher", "on-policy", "loss", title=f"{len(found)} method(s)")
     for m in found:
-        table.add_row(m.id, m.name, m.teacher_access.value, "yes" if m.on_policy else "no", m.loss or "")
+        table.add_row(
+            m.id, m.name, m.teacher_access.value, "yes" if m.on_policy else "no", m.loss or ""
+        )
     out.print(table)
 
 
@@ -226,7 +247,9 @@ OutOption = Annotated[Path | None, typer.Option("--out", help="Output file (defa
 
 @export_app.command("bibtex")
 @_friendly
-def export_bibtex(node: NodeOption = None, out_path: OutOption = None, root: RootOption = None) -> None:
+def export_bibtex(
+    node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
+) -> None:
     """BibTeX of all papers, or of the papers under a node."""
     from kbtool.bibtex import to_bibtex
 
@@ -236,7 +259,9 @@ def export_bibtex(node: NodeOption = None, out_path: OutOption = None, root: Roo
 
 @export_app.command("csl")
 @_friendly
-def export_csl(node: NodeOption = None, out_path: OutOption = None, root: RootOption = None) -> None:
+def export_csl(
+    node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
+) -> None:
     """CSL-JSON of all papers, or of the papers under a node."""
     from kbtool.export import to_csl_json
 
@@ -246,7 +271,9 @@ def export_csl(node: NodeOption = None, out_path: OutOption = None, root: RootOp
 
 @export_app.command("json")
 @_friendly
-def export_json(node: NodeOption = None, out_path: OutOption = None, root: RootOption = None) -> None:
+def export_json(
+    node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
+) -> None:
     """JSON of the whole knowledge base, or of the papers under a node."""
     from kbtool.export import papers_to_json, to_json
 
@@ -265,7 +292,9 @@ def _root_dir(root: Path | None) -> Path:
 @_friendly
 def import_awesome_cmd(
     file: Annotated[Path, typer.Argument(help="The upstream list's README (markdown).")],
-    metadata: Annotated[Path | None, typer.Option(help="paper-metadata.jsonl for authors and ids.")] = None,
+    metadata: Annotated[
+        Path | None, typer.Option(help="paper-metadata.jsonl for authors and ids.")
+    ] = None,
     root: RootOption = None,
 ) -> None:
     """Merge the upstream paper list into papers/ (idempotent) and write IMPORT_REPORT.md."""
@@ -384,11 +413,22 @@ def build_site_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("build/site"),
 ) -> None:
     """Validate the knowledge base and build the static site (mkdocs, strict)."""
-    from kbtool.site import build_site
 
     kb = _kb(root)
-    path = build_site(kb, out_dir)
-    out.print(f"site built in {path}")
+    result = _build(kb, out_dir)
+    out.print(
+        f"site built in {result.out} ({sum(result.pages.values())} pages, {result.seconds:.1f} s)"
+    )
+
+
+def _build(kb: KnowledgeBase, out_dir: Path) -> Any:  # noqa: ANN401 - kbtool.site.BuildResult
+    from kbtool.site import SiteBuildError, build_site
+
+    with out.status("building the site (render pages, then mkdocs build --strict)"):
+        try:
+            return build_site(kb, out_dir)
+        except SiteBuildError as exc:
+            raise CliError(str(exc)) from exc
 
 
 @app.command()
@@ -399,12 +439,12 @@ def serve(
     out_dir: Annotated[Path, typer.Option("--out", help="Build directory.")] = Path("build/site"),
 ) -> None:
     """Validate, build the site and serve it on http://127.0.0.1:PORT/ (Ctrl-C stops)."""
-    from kbtool.site import build_site, serve_site
+    from kbtool.site import serve_site
 
     kb = _kb(root)
     _print_summary(kb)
-    path = build_site(kb, out_dir)
-    serve_site(path, port=port)
+    result = _build(kb, out_dir)
+    serve_site(result, port=port)
 
 
 def main() -> None:

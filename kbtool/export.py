@@ -23,8 +23,9 @@ def to_csl(paper: Paper) -> dict[str, Any]:
     date_parts = [paper.year, paper.month] if paper.month else [paper.year]
     item: dict[str, Any] = {
         "id": paper.id,
-        "type": "article-journal" if paper.venue in JOURNALS else (
-            "article" if paper.venue in ("arXiv", "Other") else "paper-conference"),
+        "type": "article-journal"
+        if paper.venue in JOURNALS
+        else ("article" if paper.venue in ("arXiv", "Other") else "paper-conference"),
         "title": paper.title,
         "author": [_csl_name(a) for a in paper.authors],
         "issued": {"date-parts": [date_parts]},

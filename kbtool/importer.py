@@ -13,7 +13,6 @@ from pathlib import Path
 
 from kbtool.atomic import write_text_atomic
 from kbtool.awesome import AwesomeRow, parse_awesome
-from kbtool.errors import KnowledgeBaseError
 from kbtool.loader import load_for_import
 from kbtool.metadata import MetadataIndex
 from kbtool.model import AwesomeRowSource, Paper, Source
@@ -80,7 +79,9 @@ class _Group:
         return [r.title for r in self.rows]
 
 
-def _group_rows(rows: list[AwesomeRow], report: ImportReport, meta: MetadataIndex | None) -> list[_Group]:
+def _group_rows(
+    rows: list[AwesomeRow], report: ImportReport, meta: MetadataIndex | None
+) -> list[_Group]:
     """Cluster rows into papers by arXiv id (split when titles disagree) and by title."""
     by_arxiv: dict[str, list[AwesomeRow]] = defaultdict(list)
     loose: list[AwesomeRow] = []
@@ -137,7 +138,9 @@ def _same_paper(a: str, b: str, arxiv_id: str, meta: MetadataIndex | None) -> bo
     return len(wa & wb) / max(len(wa | wb), 1) >= 0.5
 
 
-def _arxiv_owner(arxiv_id: str, clusters: list[list[AwesomeRow]], meta: MetadataIndex | None) -> list[AwesomeRow]:
+def _arxiv_owner(
+    arxiv_id: str, clusters: list[list[AwesomeRow]], meta: MetadataIndex | None
+) -> list[AwesomeRow]:
     """Which of several titles sharing an arXiv link really is that arXiv paper."""
     record = meta.by_arxiv.get(arxiv_id) if meta else None
     if record is not None:
@@ -183,7 +186,8 @@ def _report_repeats(rows: list[AwesomeRow], report: ImportReport) -> None:
         key = (row.node, normalize_title(row.title))
         if key in seen:
             report.conflicts.append(
-                f"row repeated in the {row.node} table: {row.title!r} (lines {seen[key]} and {row.line})"
+                f"row repeated in the {row.node} table: {row.title!r} "
+                f"(lines {seen[key]} and {row.line})"
             )
         else:
             seen[key] = row.line
@@ -207,12 +211,21 @@ def _merge_unique(old: list[str], new: list[str]) -> list[str]:
     return out
 
 
-def _new_paper(group: _Group, paper_id: str, title: str, venue: str, meta_authors: list[str],
-               meta_source: str | None, survey_refs: list[int]) -> Paper:
+def _new_paper(
+    group: _Group,
+    paper_id: str,
+    title: str,
+    venue: str,
+    meta_authors: list[str],
+    meta_source: str | None,
+    survey_refs: list[int],
+) -> Paper:
     first = min((r for r in group.rows if r.year), key=lambda r: (r.year, r.month), default=None)
     year = first.year if first and first.year else 0
-    url = f"https://arxiv.org/abs/{group.arxiv_id}" if group.arxiv_id else next(
-        (r.url for r in group.rows if r.url and not r.arxiv_id), None
+    url = (
+        f"https://arxiv.org/abs/{group.arxiv_id}"
+        if group.arxiv_id
+        else next((r.url for r in group.rows if r.url and not r.arxiv_id), None)
     )
     return Paper(
         id=paper_id,
@@ -248,13 +261,19 @@ def _updated_paper(paper: Paper, group: _Group) -> Paper:
     )
 
 
-def _merge_sources(old: list[AwesomeRowSource], new: list[AwesomeRowSource]) -> list[AwesomeRowSource]:
+def _merge_sources(
+    old: list[AwesomeRowSource], new: list[AwesomeRowSource]
+) -> list[AwesomeRowSource]:
     keys = {(s.section, s.title) for s in old}
     return old + [s for s in new if (s.section, s.title) not in keys]
 
 
 def import_awesome(
-    root: Path, text: str, *, source_name: str, meta: MetadataIndex | None = None,
+    root: Path,
+    text: str,
+    *,
+    source_name: str,
+    meta: MetadataIndex | None = None,
     write_report: bool = True,
 ) -> ImportReport:
     """Merge the list ``text`` into the papers under ``root``; return what happened."""
@@ -270,13 +289,16 @@ def import_awesome(
     by_title = {normalize_title(p.title): p.id for p in records.papers}
     taken = set(papers)
 
-    for group in sorted(groups, key=lambda g: (g.rows[0].line)):
+    for group in sorted(groups, key=lambda g: g.rows[0].line):
         title = _choose_title(group, report)
         existing = by_arxiv.get(group.arxiv_id) if group.arxiv_id else None
         if existing is None:
             existing = next(
-                (by_title[normalize_title(t)] for t in [title, *group.titles]
-                 if normalize_title(t) in by_title),
+                (
+                    by_title[normalize_title(t)]
+                    for t in [title, *group.titles]
+                    if normalize_title(t) in by_title
+                ),
                 None,
             )
         if existing is not None:
@@ -297,7 +319,11 @@ def import_awesome(
         paper_id = make_paper_id(authors, rows_with_year[0].year or 0, title, taken)
         taken.add(paper_id)
         paper = _new_paper(
-            group, paper_id, title, venue, authors,
+            group,
+            paper_id,
+            title,
+            venue,
+            authors,
             record.authors_source if record and record.authors else None,
             list(record.survey_refs) if record else [],
         )

@@ -55,7 +55,9 @@ def _field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
     return ".".join(parts) or "(file)"
 
 
-def _validate(model: type[M], data: Any, rel: str, prefix: str = "") -> tuple[M | None, list[Problem]]:  # noqa: ANN401
+def _validate(
+    model: type[M], data: Any, rel: str, prefix: str = ""
+) -> tuple[M | None, list[Problem]]:  # noqa: ANN401
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
@@ -103,7 +105,11 @@ def _load_methods(root: Path, records: Records) -> dict[str, str]:
         for method in methods.methods if methods else []:
             if method.id in origin:
                 records.problems.append(
-                    Problem(rel, f"methods.{method.id}.id", f"duplicate method id (also in {origin[method.id]})")
+                    Problem(
+                        rel,
+                        f"methods.{method.id}.id",
+                        f"duplicate method id (also in {origin[method.id]})",
+                    )
                 )
                 continue
             origin[method.id] = rel
@@ -111,12 +117,37 @@ def _load_methods(root: Path, records: Records) -> dict[str, str]:
     return origin
 
 
+PARALLEL_THRESHOLD = 2000
+
+
+def _read_one(path: Path) -> tuple[Any, str | None]:  # noqa: ANN401
+    """Worker: parse one file, returning (data, None) or (None, error message)."""
+    try:
+        return read_yaml(path), None
+    except YamlError as exc:
+        return None, str(exc)
+
+
+def _read_all(paths: list[Path]) -> list[tuple[Any, str | None]]:
+    """Parse many files; YAML construction is CPU-bound, so large sets use every core."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(paths) < PARALLEL_THRESHOLD or workers < 2:
+        return [_read_one(p) for p in paths]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(pool.map(_read_one, paths, chunksize=max(1, len(paths) // (workers * 4))))
+
+
 def _load_papers(root: Path, records: Records) -> None:
     directory = root / PAPERS_DIR
-    for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
+    paths = sorted(directory.glob("*.yaml")) if directory.is_dir() else []
+    for path, (data, error) in zip(paths, _read_all(paths), strict=True):
         rel = path.relative_to(root).as_posix()
-        data = _read(path, rel, records.problems)
-        if data is None:
+        if error is not None:
+            records.problems.append(Problem(rel, "(file)", error))
             continue
         paper, problems = _validate(Paper, data, rel)
         records.problems.extend(problems)
@@ -143,7 +174,9 @@ def _check_references(records: Records, method_origin: dict[str, str]) -> None:
             problems.append(Problem(rel, f"nodes.{node.id}.id", "duplicate node id"))
         seen_nodes.add(node.id)
         if node.parent is not None and node.parent not in node_ids:
-            problems.append(Problem(rel, f"nodes.{node.id}.parent", f"unknown node {node.parent!r}"))
+            problems.append(
+                Problem(rel, f"nodes.{node.id}.parent", f"unknown node {node.parent!r}")
+            )
     _check_acyclic(records.nodes, problems)
 
     for method in records.methods:
@@ -170,7 +203,11 @@ def _check_references(records: Records, method_origin: dict[str, str]) -> None:
         for method_id in paper.methods:
             if method_id not in method_ids:
                 problems.append(Problem(rel, "methods", f"unknown method {method_id!r}"))
-        for name, values in (("nodes", paper.nodes), ("methods", paper.methods), ("code", paper.code)):
+        for name, values in (
+            ("nodes", paper.nodes),
+            ("methods", paper.methods),
+            ("code", paper.code),
+        ):
             if len(set(values)) != len(values):
                 problems.append(Problem(rel, name, "contains duplicates"))
         if paper.arxiv_id:
@@ -180,8 +217,11 @@ def _check_references(records: Records, method_origin: dict[str, str]) -> None:
             for owner in owners:
                 others = ", ".join(o for o in owners if o != owner)
                 problems.append(
-                    Problem((PAPERS_DIR / f"{owner}.yaml").as_posix(), "arxiv_id",
-                            f"arXiv id {arxiv_id} is also used by {others}")
+                    Problem(
+                        (PAPERS_DIR / f"{owner}.yaml").as_posix(),
+                        "arxiv_id",
+                        f"arXiv id {arxiv_id} is also used by {others}",
+                    )
                 )
 
 
@@ -192,7 +232,9 @@ def _check_acyclic(nodes: list[TaxonomyNode], problems: list[Problem]) -> None:
         current = parent[start]
         while current is not None and current in parent:
             if current in seen:
-                problems.append(Problem(NODES_FILE.as_posix(), f"nodes.{start}.parent", "cycle in the taxonomy"))
+                problems.append(
+                    Problem(NODES_FILE.as_posix(), f"nodes.{start}.parent", "cycle in the taxonomy")
+                )
                 break
             seen.add(current)
             current = parent[current]
@@ -203,7 +245,9 @@ def load_records(root: Path | str | None = None) -> Records:
     base = Path(root) if root is not None else default_root()
     records = Records(root=base)
     if not base.is_dir():
-        records.problems.append(Problem(str(base), "(root)", "knowledge base directory does not exist"))
+        records.problems.append(
+            Problem(str(base), "(root)", "knowledge base directory does not exist")
+        )
         return records
     _load_nodes(base, records)
     origin = _load_methods(base, records)
@@ -219,7 +263,8 @@ def load_for_import(root: Path) -> Records:
 
     records = load_records(root)
     fatal = [
-        p for p in records.problems
+        p
+        for p in records.problems
         if not (p.file.startswith(METHODS_DIR.as_posix()) and p.message.startswith("unknown paper"))
     ]
     if fatal:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbtool.errors import KnowledgeBaseError
 from kbtool.loader import load_for_import
 from kbtool.metadata import MetadataIndex, MetaRecord
 from kbtool.model import Paper, Source

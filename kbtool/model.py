@@ -7,7 +7,7 @@ models (``extra="forbid"``, so a misspelt field is an error rather than silently
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -42,14 +42,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-class TeacherAccess(str, Enum):
+class TeacherAccess(StrEnum):
     """What a method needs from the teacher: its text only, or its internals."""
 
     BLACK_BOX = "black-box"
     WHITE_BOX = "white-box"
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """The survey's three roles of KD in the era of LLMs."""
 
     ADVANCING_SMALL_MODELS = "advancing-small-models"

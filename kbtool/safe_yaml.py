@@ -13,10 +13,8 @@ import yaml
 
 MAX_FILE_BYTES = 2_000_000
 
-try:  # the C loader is much faster; both refuse aliases through the same composer hook
-    _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[attr-defined]
-except AttributeError:  # pragma: no cover - libyaml missing
-    _BaseLoader = yaml.SafeLoader
+# The C loader (libyaml) is much faster; PyYAML wheels ship it, the fallback is pure Python.
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YamlError(ValueError):
@@ -28,9 +26,11 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: ANN401 - PyYAML API
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(
-                None, None, "YAML aliases (*ref) are not allowed in the knowledge base",
+                None,
+                None,
+                "YAML aliases (*ref) are not allowed in the knowledge base",
                 event.start_mark,
             )
         return super().compose_node(parent, index)
@@ -82,7 +82,11 @@ def read_yaml(path: Path) -> Any:  # noqa: ANN401
 def dump_yaml(data: Any) -> str:  # noqa: ANN401
     """Serialise plain data as block-style YAML with stable key order (as given)."""
     return yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100,
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=100,
         default_flow_style=False,
     )
 

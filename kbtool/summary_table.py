@@ -15,24 +15,39 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbtool.errors import KnowledgeBaseError
 from kbtool.loader import load_for_import
 from kbtool.model import Paper, SummaryRowSource
 from kbtool.paper_io import normalize_title, write_paper
 
 COLUMNS = (
-    "section", "method", "citation", "skill", "seed_knowledge", "teacher", "student",
-    "elicitation", "objective",
+    "section",
+    "method",
+    "citation",
+    "skill",
+    "seed_knowledge",
+    "teacher",
+    "student",
+    "elicitation",
+    "objective",
 )
 ELICITATION = {
-    "label": "labeling", "labeling": "labeling", "self-distillation": "self-knowledge",
-    "self-knowledge": "self-knowledge", "ik": "feature", "internal knowledge": "feature",
-    "feature": "feature", "data curation": "curation", "curation": "curation",
-    "expansion": "expansion", "feedback": "feedback",
+    "label": "labeling",
+    "labeling": "labeling",
+    "self-distillation": "self-knowledge",
+    "self-knowledge": "self-knowledge",
+    "ik": "feature",
+    "internal knowledge": "feature",
+    "feature": "feature",
+    "data curation": "curation",
+    "curation": "curation",
+    "expansion": "expansion",
+    "feedback": "feedback",
 }
 OBJECTIVE = {
-    "sft": "supervised-fine-tuning", "d&s": "divergence-and-similarity",
-    "rl": "reinforcement-learning", "ro": "rank-optimization",
+    "sft": "supervised-fine-tuning",
+    "d&s": "divergence-and-similarity",
+    "rl": "reinforcement-learning",
+    "ro": "rank-optimization",
 }
 SKILLS = {
     "IF": ("Instruction Following", "instruction-following"),
@@ -149,7 +164,9 @@ def normalise_row(row: dict[str, str]) -> tuple[dict[str, list[str]], dict[str, 
     facts = {
         "teachers": [_fix(t) for t in _split(row["teacher"])],
         "students": [_fix(s) for s in _split(row["student"])],
-        "seed_knowledge": [_fix(row["seed_knowledge"].strip())] if row["seed_knowledge"].strip() not in ("", "-") else [],
+        "seed_knowledge": [_fix(row["seed_knowledge"].strip())]
+        if row["seed_knowledge"].strip() not in ("", "-")
+        else [],
         "skills": skills,
         "elicitation": list(dict.fromkeys(elicitation)),
         "objectives": list(dict.fromkeys(objectives)),
@@ -189,9 +206,11 @@ def find_paper(row: dict[str, str], papers: list[Paper]) -> Paper | None:
     by_name = [p for p in papers if len(key) >= 4 and normalize_title(p.title).startswith(key)]
     if len(by_name) == 1:
         return by_name[0]
+
     def author_match(p: Paper) -> bool:
         names = {normalize_title(n) for a in p.authors[:1] for n in a.split()}
         return surname in names and (year is None or abs(p.year - year) <= 1)
+
     narrowed = [p for p in by_name if author_match(p)] or [
         p for p in papers if key and key in normalize_title(p.title) and author_match(p)
     ]
@@ -223,9 +242,15 @@ def import_summary(root: Path, text: str) -> SummaryReport:
         )
         if not paper.nodes:
             merged["nodes"] = skill_nodes(row)
-        new = Paper.model_validate({**paper.model_dump(), **{
-            k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in merged.items()
-        }})
+        new = Paper.model_validate(
+            {
+                **paper.model_dump(),
+                **{
+                    k: (v.model_dump() if hasattr(v, "model_dump") else v)
+                    for k, v in merged.items()
+                },
+            }
+        )
         if new != paper:
             papers[paper.id] = new
             report.updated.append(paper.id)

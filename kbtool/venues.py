@@ -24,11 +24,29 @@ _EXACT = {
 }
 _SHORT_CODE = re.compile(r"^([a-z]+)(\d{4})$")
 _CODES = {
-    "nips": "NeurIPS", "neurips": "NeurIPS", "iclr": "ICLR", "icml": "ICML", "acl": "ACL",
-    "emnlp": "EMNLP", "naacl": "NAACL", "eacl": "EACL", "colm": "COLM", "aaai": "AAAI",
-    "ijcai": "IJCAI", "kdd": "KDD", "www": "WWW", "sigir": "SIGIR", "cvpr": "CVPR",
-    "iccv": "ICCV", "eccv": "ECCV", "corl": "CoRL", "coling": "COLING", "cikm": "CIKM",
-    "wsdm": "WSDM", "tmlr": "TMLR", "tacl": "TACL",
+    "nips": "NeurIPS",
+    "neurips": "NeurIPS",
+    "iclr": "ICLR",
+    "icml": "ICML",
+    "acl": "ACL",
+    "emnlp": "EMNLP",
+    "naacl": "NAACL",
+    "eacl": "EACL",
+    "colm": "COLM",
+    "aaai": "AAAI",
+    "ijcai": "IJCAI",
+    "kdd": "KDD",
+    "www": "WWW",
+    "sigir": "SIGIR",
+    "cvpr": "CVPR",
+    "iccv": "ICCV",
+    "eccv": "ECCV",
+    "corl": "CoRL",
+    "coling": "COLING",
+    "cikm": "CIKM",
+    "wsdm": "WSDM",
+    "tmlr": "TMLR",
+    "tacl": "TACL",
 }
 # Substrings of long proceedings titles, most specific first.
 _CONTAINS = (
