@@ -17,7 +17,7 @@ PILLAR_HEADINGS = {
     "verticalization-distillation",
     "encoder-based-kd",
 }
-_LINK = re.compile(r"\[([^\]]*)\]\((\S+?)\)")
+_LINK = re.compile(r"\[([^\]]*)\]\(\s*(\S+?)\s*\)")
 _ARXIV = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})(?:v\d+)?", re.IGNORECASE)
 _DATE = re.compile(r"^(\d{4})-(\d{2})$")
 

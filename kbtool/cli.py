@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kbtool.errors import KnowledgeBaseError, Problem
@@ -59,18 +60,23 @@ def _friendly(fn: F) -> F:
             _print_problems(exc.problems)
         except (CliError, YamlError, MetadataError, BibtexError, KeyError, ValueError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+            _error(str(message))
         except OSError as exc:
-            err.print(f"[red]error:[/red] {exc.filename or ''}: {exc.strerror}", highlight=False)
+            _error(f"{exc.filename or ''}: {exc.strerror}")
         raise typer.Exit(1)
 
     return wrapper  # type: ignore[return-value]
 
 
+def _error(message: str) -> None:
+    """One error line on stderr: user text is escaped (never read as markup), never wrapped."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def _print_problems(problems: list[Problem]) -> None:
     for problem in sorted(problems):
-        err.print(str(problem), highlight=False, markup=False)
-    err.print(f"[red]{len(problems)} problem(s) found[/red]")
+        err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
+    err.print(f"[red]{len(problems)} problem(s) found[/red]", soft_wrap=True)
 
 
 def _kb(root: Path | None) -> KnowledgeBase:

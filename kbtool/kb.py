@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from kbtool.errors import KnowledgeBaseError
 from kbtool.loader import Records, load_records
-from kbtool.model import Method, Paper, TaxonomyNode
+from kbtool.model import (
+    ELICITATION_NODES,
+    OBJECTIVE_NODES,
+    Method,
+    Paper,
+    TaxonomyNode,
+    TeacherAccess,
+)
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -133,6 +140,12 @@ class KnowledgeBase:
         """
         ix = self._index
         ids: set[str] | None = None
+        if objective is not None and objective not in OBJECTIVE_NODES:
+            raise KeyError(f"unknown objective {objective!r}; one of {', '.join(OBJECTIVE_NODES)}")
+        if elicitation is not None and elicitation not in ELICITATION_NODES:
+            raise KeyError(
+                f"unknown elicitation {elicitation!r}; one of {', '.join(ELICITATION_NODES)}"
+            )
 
         def narrow(candidates: set[str]) -> None:
             nonlocal ids
@@ -182,6 +195,8 @@ class KnowledgeBase:
         has_loss: bool | None = None,
     ) -> list[Method]:
         """Methods matching every given property, in file order."""
+        if teacher_access is not None and teacher_access not in {a.value for a in TeacherAccess}:
+            raise KeyError(f"unknown teacher access {teacher_access!r}; black-box or white-box")
         under = set(self.descendants(node)) if node is not None else None
         out = []
         for m in self.methods.values():
