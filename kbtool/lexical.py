@@ -19,8 +19,46 @@ from collections import Counter
 from collections.abc import Sequence
 
 STOPWORDS = frozenset(
-    "a an and are as at be by can do does for from how in into is it its of on or our the to "
-    "towards toward via we what when which while why with without you your".split()
+    {
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "our",
+        "the",
+        "to",
+        "towards",
+        "toward",
+        "via",
+        "we",
+        "what",
+        "when",
+        "which",
+        "while",
+        "why",
+        "with",
+        "without",
+        "you",
+        "your",
+    }
 )
 _TOKEN = re.compile(r"[a-z0-9]+")
 

@@ -1,53 +1,60 @@
 """Suggest taxonomy leaves for a paper: a k-nearest-neighbour vote over the placed papers.
 
 The survey's authors placed hundreds of papers; a new paper probably belongs where its nearest
-placed neighbours are. With ``s_i`` the similarity of the query to its i-th nearest placed
-paper (cosine of MiniLM embeddings, or BM25 when the ``semantic`` extra is absent), clipped at
-0, and ``w_i(L)`` that paper's weight on leaf ``L``::
+placed neighbours are. For one similarity (cosine of MiniLM embeddings, or BM25 of titles), with
+``s_i`` the similarity of the query to its i-th nearest placed paper (clipped at 0) and
+``w_i(L)`` that paper's weight on leaf ``L``::
 
-    score(L) = sum_i s_i * w_i(L) / sum_i s_i          (over the n nearest, n = 10 by default)
+    vote(L) = sum_i s_i * w_i(L) / sum_i s_i            (over the n nearest, n = 10 by default)
 
-so a score is the share of the neighbours' similarity that votes for ``L`` (in [0, 1]; a paper
-placed under several leaves votes for each: multi-label). Ties, including the all-zero case of a
-query sharing nothing with the corpus, are broken by how many placed papers each leaf holds.
+so a vote is the share of the neighbours' similarity that goes to ``L``, in [0, 1]; a paper
+placed under several leaves votes for each (multi-label). Each neighbour's term is its *share*
+of the score and is reported as evidence. The ``hybrid`` method, the default when the semantic
+extra is installed (it scored best in ``benchmarks/placement_eval.py``), averages the
+embedding vote and the BM25 vote with equal weights; without the extra, ``auto`` is BM25
+alone. Ties, including the all-zero case of a query sharing no word with any placed title, are
+broken by how much placed weight each leaf holds, then by taxonomy order.
 
 ``w_i(L)`` is 1 for every leaf the paper is placed in. A paper placed on an inner node (none is
-today, but the schema allows it) is spread evenly over the leaves below that node: weight
-1/m for each of its m leaves, so the vote says "somewhere under here" without favouring one.
+today, but the schema allows it) is spread evenly over the leaves below that node: weight 1/m
+for each of its m leaves, so the vote says "somewhere under here" without favouring one leaf.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from kbtool.paper_io import normalize_title, similar_titles
 
 if TYPE_CHECKING:
     from kbtool.awesome import AwesomeRow
     from kbtool.kb import KnowledgeBase
-    from kbtool.semantic import Backend, Encoder
+    from kbtool.semantic import Encoder
 
 DEFAULT_NEIGHBOURS = 10
 EVIDENCE_PER_LEAF = 3
 
+Method = Literal["auto", "hybrid", "embedding", "lexical"]
+Similarity = Literal["embedding", "lexical"]
 Targets = Mapping[str, Mapping[str, float]]
 Neighbours = Sequence[tuple[str, float]]
+Votes = dict[str, dict[str, float]]  # leaf -> {paper id: share of the leaf's score}
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """A placed paper that voted for a leaf, and how similar it is to the query."""
+    """A placed paper that voted for a leaf and its share of the leaf's score."""
 
     paper_id: str
     title: str
-    similarity: float
+    share: float
 
 
 @dataclass(frozen=True)
 class LeafSuggestion:
-    """A suggested leaf, its score in [0, 1] and the nearest placed papers that support it."""
+    """A suggested leaf, its score in [0, 1] and the placed papers that contributed most."""
 
     node: str
     name: str
@@ -88,30 +95,71 @@ def leaf_prior(targets: Targets, exclude: Collection[str] = ()) -> dict[str, flo
     return prior
 
 
+def votes(neighbours: Neighbours, targets: Targets) -> Votes:
+    """Each neighbour's share of each leaf's vote: ``s_i w_i(L) / sum_j s_j`` (s clipped at 0)."""
+    total = sum(max(s, 0.0) for _, s in neighbours)
+    out: Votes = {}
+    if total <= 0.0:
+        return out
+    for pid, s in neighbours:
+        for leaf, w in targets.get(pid, {}).items():
+            share = max(s, 0.0) * w / total
+            if share > 0.0:
+                shares = out.setdefault(leaf, {})
+                shares[pid] = shares.get(pid, 0.0) + share
+    return out
+
+
+def average_votes(parts: Sequence[Votes]) -> Votes:
+    """The equal-weight mean of several votes (a paper found by both keeps both shares)."""
+    out: Votes = {}
+    for part in parts:
+        for leaf, shares in part.items():
+            mine = out.setdefault(leaf, {})
+            for pid, share in shares.items():
+                mine[pid] = mine.get(pid, 0.0) + share / len(parts)
+    return out
+
+
+def rank_votes(
+    vote: Votes, order: Sequence[str], prior: Mapping[str, float] | None = None
+) -> list[tuple[str, float]]:
+    """Every leaf of ``order`` with its score (sum of shares), best first; ties broken by
+    ``prior`` (larger first), then by position in ``order``."""
+    prior = prior or {}
+    position = {leaf: i for i, leaf in enumerate(order)}
+    scored = [(leaf, sum(vote.get(leaf, {}).values())) for leaf in order]
+    scored.sort(key=lambda ls: (-ls[1], -prior.get(ls[0], 0.0), position[ls[0]]))
+    return scored
+
+
 def rank_leaves(
     neighbours: Neighbours,
     targets: Targets,
     order: Sequence[str],
     prior: Mapping[str, float] | None = None,
 ) -> list[tuple[str, float]]:
-    """Every leaf of ``order`` with its vote score, best first.
-
-    ``neighbours`` are (paper id, similarity) pairs; negative similarities count as 0. Ties are
-    broken by ``prior`` (larger first), then by position in ``order``.
-    """
-    total = sum(max(s, 0.0) for _, s in neighbours)
-    raw: dict[str, float] = {}
-    for pid, s in neighbours:
-        for leaf, w in targets.get(pid, {}).items():
-            raw[leaf] = raw.get(leaf, 0.0) + max(s, 0.0) * w
-    prior = prior or {}
-    position = {leaf: i for i, leaf in enumerate(order)}
-    scored = [(leaf, raw.get(leaf, 0.0) / total if total > 0 else 0.0) for leaf in order]
-    scored.sort(key=lambda ls: (-ls[1], -prior.get(ls[0], 0.0), position[ls[0]]))
-    return scored
+    """Every leaf of ``order`` scored by the vote of ``neighbours`` ((paper id, similarity))."""
+    return rank_votes(votes(neighbours, targets), order, prior)
 
 
 # --- neighbours ----------------------------------------------------------------------------
+def resolve_method(method: str) -> tuple[Similarity, ...]:
+    """The similarities a method uses: ``auto`` is hybrid when the extra is installed, else
+    lexical; ``hybrid`` and ``embedding`` raise ``SemanticUnavailableError`` without it."""
+    from kbtool.semantic import SemanticUnavailableError, embedding_available
+
+    if method == "lexical":
+        return ("lexical",)
+    if method not in ("auto", "hybrid", "embedding"):
+        raise ValueError(f"unknown method {method!r}; use auto, hybrid, embedding or lexical")
+    if not embedding_available():
+        if method == "auto":
+            return ("lexical",)
+        raise SemanticUnavailableError()
+    return ("embedding",) if method == "embedding" else ("embedding", "lexical")
+
+
 def query_text(title: str, abstract: str | None = None) -> str:
     """What is compared with the placed papers' titles: the title, plus the abstract if given."""
     title = " ".join(title.split())
@@ -125,17 +173,15 @@ def nearest_placed(
     queries: Sequence[str],
     n: int = DEFAULT_NEIGHBOURS,
     *,
-    backend: Backend = "auto",
+    similarity: Similarity = "embedding",
     exclude: Collection[str] = (),
     encoder: Encoder | None = None,
 ) -> list[list[tuple[str, float]]]:
     """For each query, the ``n`` most similar placed papers (not in ``exclude``), best first."""
-    from kbtool.semantic import resolve_backend
-
     placed = [pid for pid in leaf_targets(kb) if pid not in exclude]
     if not placed or not queries:
         return [[] for _ in queries]
-    if backend == "lexical" or (encoder is None and resolve_backend(backend) == "lexical"):
+    if similarity == "lexical":
         from kbtool.lexical import BM25
 
         index = BM25([kb.papers[pid].title for pid in placed])
@@ -157,20 +203,14 @@ def nearest_placed(
 
 
 def _suggestions(
-    kb: KnowledgeBase,
-    neighbours: Neighbours,
-    targets: Targets,
-    order: Sequence[str],
-    prior: Mapping[str, float],
-    k: int,
+    kb: KnowledgeBase, vote: Votes, order: Sequence[str], prior: Mapping[str, float], k: int
 ) -> list[LeafSuggestion]:
     out = []
-    for leaf, score in rank_leaves(neighbours, targets, order, prior)[:k]:
+    for leaf, score in rank_votes(vote, order, prior)[:k]:
+        shares = sorted(vote.get(leaf, {}).items(), key=lambda ps: (-ps[1], ps[0]))
         evidence = tuple(
-            Evidence(pid, kb.papers[pid].title, s)
-            for pid, s in neighbours
-            if targets.get(pid, {}).get(leaf, 0.0) > 0.0 and s > 0.0
-        )[:EVIDENCE_PER_LEAF]
+            Evidence(pid, kb.papers[pid].title, share) for pid, share in shares[:EVIDENCE_PER_LEAF]
+        )
         node = kb.nodes[leaf]
         out.append(LeafSuggestion(leaf, node.name, kb.pillar_of(leaf), score, evidence))
     return out
@@ -182,7 +222,7 @@ def suggest_many(
     k: int = 3,
     *,
     neighbours: int = DEFAULT_NEIGHBOURS,
-    backend: Backend = "auto",
+    method: Method = "auto",
     exclude: Collection[str] = (),
     encoder: Encoder | None = None,
 ) -> list[list[LeafSuggestion]]:
@@ -190,11 +230,19 @@ def suggest_many(
     if k < 1 or neighbours < 1:
         raise ValueError("k and neighbours must be at least 1")
     texts = [query_text(title, abstract) for title, abstract in queries]
-    near = nearest_placed(kb, texts, neighbours, backend=backend, exclude=exclude, encoder=encoder)
+    sims = resolve_method(method)
     targets = leaf_targets(kb)
+    per_similarity = [
+        nearest_placed(kb, texts, neighbours, similarity=s, exclude=exclude, encoder=encoder)
+        for s in sims
+    ]
     order = leaves(kb)
     prior = leaf_prior(targets, exclude)
-    return [_suggestions(kb, nb, targets, order, prior, k) for nb in near]
+    out = []
+    for i in range(len(texts)):
+        vote = average_votes([votes(near[i], targets) for near in per_similarity])
+        out.append(_suggestions(kb, vote, order, prior, k))
+    return out
 
 
 def suggest(
@@ -204,21 +252,22 @@ def suggest(
     k: int = 3,
     *,
     neighbours: int = DEFAULT_NEIGHBOURS,
-    backend: Backend = "auto",
+    method: Method = "auto",
     exclude: Collection[str] = (),
     encoder: Encoder | None = None,
 ) -> list[LeafSuggestion]:
     """The ``k`` most likely taxonomy leaves for a paper, with scores and evidence papers.
 
-    ``exclude`` removes placed papers from the neighbour pool (e.g. the paper itself, to see
-    what the suggester would have said about it). ``backend`` as in ``kbtool.semantic.search``.
+    ``method``: ``auto`` (hybrid with the semantic extra, else lexical), ``hybrid``,
+    ``embedding`` or ``lexical``. ``exclude`` removes placed papers from the neighbours (e.g.
+    the paper itself, to see what the suggester would have said without it).
     """
     return suggest_many(
         kb,
         [(title, abstract)],
         k,
         neighbours=neighbours,
-        backend=backend,
+        method=method,
         exclude=exclude,
         encoder=encoder,
     )[0]
@@ -229,7 +278,7 @@ def leave_one_out(
     kb: KnowledgeBase,
     *,
     neighbours: int = DEFAULT_NEIGHBOURS,
-    backend: Backend = "auto",
+    method: Method = "auto",
     encoder: Encoder | None = None,
 ) -> dict[str, list[tuple[str, float]]]:
     """For every placed paper, the full leaf ranking computed without that paper.
@@ -237,20 +286,33 @@ def leave_one_out(
     Embeddings: every title is embedded once and the paper's own row is masked. BM25: the
     index is rebuilt without the paper, so its document frequencies do not leak either.
     """
-    from kbtool.semantic import resolve_backend
-
     targets = leaf_targets(kb)
     order = leaves(kb)
     placed = list(targets)
-    out: dict[str, list[tuple[str, float]]] = {}
-    lexical = backend == "lexical" or (encoder is None and resolve_backend(backend) == "lexical")
-    if lexical:
-        for pid in placed:
-            near = nearest_placed(
-                kb, [kb.papers[pid].title], neighbours, backend="lexical", exclude={pid}
-            )[0]
-            out[pid] = rank_leaves(near, targets, order, leaf_prior(targets, {pid}))
-        return out
+    near: dict[Similarity, dict[str, list[tuple[str, float]]]] = {}
+    for similarity in resolve_method(method):
+        if similarity == "lexical":
+            near["lexical"] = {
+                pid: nearest_placed(
+                    kb, [kb.papers[pid].title], neighbours, similarity="lexical", exclude={pid}
+                )[0]
+                for pid in placed
+            }
+        else:
+            near["embedding"] = _loo_embedding(kb, placed, neighbours, encoder)
+    return {
+        pid: rank_votes(
+            average_votes([votes(found[pid], targets) for found in near.values()]),
+            order,
+            leaf_prior(targets, {pid}),
+        )
+        for pid in placed
+    }
+
+
+def _loo_embedding(
+    kb: KnowledgeBase, placed: list[str], neighbours: int, encoder: Encoder | None
+) -> dict[str, list[tuple[str, float]]]:
     import torch
 
     from kbtool.semantic import corpus_embeddings, get_encoder
@@ -262,13 +324,13 @@ def leave_one_out(
     sims = e @ e.T
     sims.fill_diagonal_(float("-inf"))
     top = torch.topk(sims, min(neighbours, len(placed) - 1), dim=1)
-    for i, pid in enumerate(placed):
-        near = [
+    return {
+        pid: [
             (placed[j], s)
             for s, j in zip(top.values[i].tolist(), top.indices[i].tolist(), strict=True)
         ]
-        out[pid] = rank_leaves(near, targets, order, leaf_prior(targets, {pid}))
-    return out
+        for i, pid in enumerate(placed)
+    }
 
 
 # --- triage of a newer paper list ----------------------------------------------------------
@@ -293,8 +355,7 @@ def missing_rows(kb: KnowledgeBase, rows: Sequence[AwesomeRow]) -> list[list[Awe
         key = normalize_title(row.title)
         if key in titles or any(similar_titles(row.title, t) for t in titles.values()):
             continue
-        group = row.arxiv_id or key
-        groups.setdefault(group, []).append(row)
+        groups.setdefault(row.arxiv_id or key, []).append(row)
     return list(groups.values())
 
 
@@ -304,32 +365,26 @@ def triage_awesome(
     k: int = 3,
     *,
     neighbours: int = DEFAULT_NEIGHBOURS,
-    backend: Backend = "auto",
+    method: Method = "auto",
     encoder: Encoder | None = None,
 ) -> list[TriageItem]:
     """Suggest leaves for every paper of a (newer) upstream-style list that ``kb`` lacks.
 
     Only rows under headings that are taxonomy nodes are read (see ``kbtool.awesome``); the
-    heading a row sits under is reported as ``listed_under`` next to the suggestions.
+    headings a paper sits under are reported as ``listed_under`` next to the suggestions.
     """
     from kbtool.awesome import parse_awesome
 
-    parsed = parse_awesome(text, set(kb.nodes))
-    groups = missing_rows(kb, parsed.rows)
+    groups = missing_rows(kb, parse_awesome(text, set(kb.nodes)).rows)
     found = suggest_many(
         kb,
         [(g[0].title, None) for g in groups],
         k,
         neighbours=neighbours,
-        backend=backend,
+        method=method,
         encoder=encoder,
     )
     return [
-        TriageItem(
-            g[0].title,
-            g[0].url,
-            tuple(dict.fromkeys(r.node for r in g)),
-            tuple(s),
-        )
+        TriageItem(g[0].title, g[0].url, tuple(dict.fromkeys(r.node for r in g)), tuple(s))
         for g, s in zip(groups, found, strict=True)
     ]

@@ -130,12 +130,9 @@ class MiniLMEncoder:
         path = model_dir()
         _force_offline()
         try:
-            import torch
-
             transformers = importlib.import_module("transformers")
         except ImportError as exc:
             raise SemanticUnavailableError(f"cannot import transformers: {exc}") from exc
-        self._torch = torch
         self.batch_size = batch_size
         logging = transformers.utils.logging
         bar_was_on = logging.is_progress_bar_enabled()
@@ -179,22 +176,24 @@ class MiniLMEncoder:
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Unit-norm float32 embeddings, one row per text, shape (len(texts), 384)."""
-        torch = self._torch
-        rows: list[torch.Tensor] = []
+        import torch
+
+        # Batches of similar length waste less compute on padding; rows go back in input order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.zeros(len(texts), int(self._model.config.hidden_size))
         with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
                 batch = self._tokenizer(
-                    list(texts[start : start + self.batch_size]),
+                    [texts[i] for i in chunk],
                     padding=True,
                     truncation=True,
                     max_length=MAX_TOKENS,
                     return_tensors="pt",
                 )
                 hidden = self._model(**batch).last_hidden_state
-                rows.append(mean_pool(hidden, batch["attention_mask"]))
-        if not rows:
-            return torch.zeros(0, int(self._model.config.hidden_size))
-        return torch.cat(rows).float()
+                out[torch.tensor(chunk)] = mean_pool(hidden, batch["attention_mask"]).float()
+        return out
 
 
 @functools.cache
@@ -272,9 +271,13 @@ def cached_embeddings(
 
     key = cache_key(encoder.fingerprint, texts)
     path = directory / f"embeddings-{key[:24]}.pt"
+    remembered = _MEMORY.get((str(path), key))
+    if remembered is not None and path.is_file():
+        return remembered, 0
     if path.is_file():
         hit = _read_cache(path, encoder.fingerprint)
         if hit is not None and hit[0] == list(texts):
+            _remember((str(path), key), hit[1])
             return hit[1], 0
     known: dict[str, torch.Tensor] = {}
     if directory.is_dir():
@@ -288,12 +291,21 @@ def cached_embeddings(
     if missing:
         fresh = encoder.encode(missing)
         known.update(zip(missing, fresh, strict=True))
-    if texts:
-        embeddings = torch.stack([known[t] for t in texts]).float()
-    else:
-        embeddings = encoder.encode([])
+    embeddings = torch.stack([known[t] for t in texts]).float() if texts else encoder.encode([])
     _write_cache(path, directory, encoder.fingerprint, list(texts), embeddings)
+    _remember((str(path), key), embeddings)
     return embeddings, len(missing)
+
+
+_MEMORY: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def _remember(key: tuple[str, str], embeddings: torch.Tensor) -> None:
+    """Keep the last few results in memory too, so repeated searches skip the file read."""
+    _MEMORY.pop(key, None)
+    _MEMORY[key] = embeddings
+    while len(_MEMORY) > KEEP_CACHE_FILES:
+        _MEMORY.pop(next(iter(_MEMORY)))
 
 
 def _mtime(path: Path) -> float:

@@ -70,6 +70,9 @@ SKILLS = {
 }
 #: Typos of the printed table, fixed in our data (the printed value is kept as provenance).
 TYPO_FIXES = {"Alpaca Cata": "Alpaca Data", "LLaMa": "LLaMA", "InstrcutRec": "InstructRec"}
+#: One spelling per model family in the teacher/student columns ("GPT4" -> "GPT-4").
+MODEL_NAMES = {"GPT2": "GPT-2", "GPT3": "GPT-3", "GPT3.5": "GPT-3.5", "GPT4": "GPT-4",
+               "GPT4V": "GPT-4V"}
 #: Rows whose paper title does not contain the method name: method -> normalised title prefix.
 ROW_LINKS = {
     "Llama-GPT4": "instructiontuningwithgpt4",
@@ -148,6 +151,11 @@ def _fix(text: str) -> str:
     return text
 
 
+def _model(name: str) -> str:
+    fixed = _fix(name)
+    return MODEL_NAMES.get(fixed, fixed)
+
+
 def parse_summary(text: str) -> list[dict[str, str]]:
     """Rows of the TSV as dicts; raises ValueError when the header is not the expected one."""
     reader = csv.DictReader(io.StringIO(text), delimiter="\t")
@@ -162,8 +170,8 @@ def normalise_row(row: dict[str, str]) -> tuple[dict[str, list[str]], dict[str, 
     elicitation = [ELICITATION[e.casefold()] for e in _split(row["elicitation"])]
     objectives = [OBJECTIVE[o.casefold()] for o in _split(row["objective"])]
     facts = {
-        "teachers": [_fix(t) for t in _split(row["teacher"])],
-        "students": [_fix(s) for s in _split(row["student"])],
+        "teachers": [_model(t) for t in _split(row["teacher"])],
+        "students": [_model(s) for s in _split(row["student"])],
         "seed_knowledge": [_fix(row["seed_knowledge"].strip())]
         if row["seed_knowledge"].strip() not in ("", "-")
         else [],
@@ -172,8 +180,13 @@ def normalise_row(row: dict[str, str]) -> tuple[dict[str, list[str]], dict[str, 
         "objectives": list(dict.fromkeys(objectives)),
     }
     printed = {}
-    for column in ("seed_knowledge", "teacher", "student", "method"):
-        if _fix(row[column]) != row[column]:
+    for column, ours, as_printed in (
+        ("seed_knowledge", "".join(facts["seed_knowledge"]), row["seed_knowledge"].strip()),
+        ("teacher", " + ".join(facts["teachers"]), " + ".join(_split(row["teacher"]))),
+        ("student", " + ".join(facts["students"]), " + ".join(_split(row["student"]))),
+        ("method", _fix(row["method"]), row["method"]),
+    ):
+        if ours != as_printed and as_printed not in ("", "-"):
             printed[column] = row[column]
     return facts, printed
 
