@@ -1,0 +1,114 @@
+"""Build the static site: render markdown, run ``mkdocs build --strict``, swap it into place.
+
+The build happens in a temporary directory next to the output and is renamed into place only
+when mkdocs succeeded, so a failed build never leaves a half-written site behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import kbtool
+from kbtool.kb import KnowledgeBase
+from kbtool.site.render import SITE_SRC, render_docs, write_mkdocs_config
+
+DEFAULT_OUT = Path("build") / "site"
+DEFAULT_BENCHMARK_JSON = Path("build") / "benchmarks" / "fused_loss.json"
+
+
+class SiteBuildError(RuntimeError):
+    """mkdocs failed (warnings count as failures in strict mode); carries its output."""
+
+
+@dataclass
+class BuildResult:
+    """Where the site went, what it contains and how long each stage took."""
+
+    out: Path
+    pages: dict[str, int] = field(default_factory=dict)
+    render_seconds: float = 0.0
+    mkdocs_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    mkdocs_log: str = ""
+
+    @property
+    def seconds(self) -> float:
+        """Total build time."""
+        return self.render_seconds + self.mkdocs_seconds
+
+
+def build_site(
+    kb: KnowledgeBase | Path | str | None = None,
+    out: Path | str = DEFAULT_OUT,
+    *,
+    benchmark_json: Path | str | None = DEFAULT_BENCHMARK_JSON,
+    site_src: Path = SITE_SRC,
+    keep_docs: Path | str | None = None,
+) -> BuildResult:
+    """Build the site of ``kb`` (a loaded knowledge base, or its root directory; default: the
+    bundled one) into ``out``, atomically. Returns what was built; ``result.out`` is the path.
+
+    ``benchmark_json`` is shown on the statistics page when it exists. ``keep_docs``, when
+    given, receives a copy of the generated markdown (for debugging templates).
+    """
+    if not isinstance(kb, KnowledgeBase):
+        kb = kbtool.load(kb)
+    out_path = Path(out).resolve()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.build-", dir=out_path.parent))
+    try:
+        started = time.perf_counter()
+        docs, html = tmp / "docs", tmp / "html"
+        rendered = render_docs(
+            kb,
+            docs,
+            site_src=site_src,
+            benchmark_json=Path(benchmark_json) if benchmark_json is not None else None,
+        )
+        config = write_mkdocs_config(
+            tmp / "mkdocs.yml", docs, html, rendered.nav, site_src=site_src
+        )
+        result = BuildResult(
+            out=out_path,
+            pages={kind: len(pages) for kind, pages in rendered.pages.items()},
+            render_seconds=time.perf_counter() - started,
+            notes=rendered.notes,
+        )
+        if keep_docs is not None:
+            shutil.rmtree(keep_docs, ignore_errors=True)
+            shutil.copytree(docs, keep_docs)
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config)],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        )
+        result.mkdocs_seconds = time.perf_counter() - started
+        result.mkdocs_log = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            raise SiteBuildError(f"mkdocs build --strict failed:\n{result.mkdocs_log}")
+        _swap_into_place(html, out_path)
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_into_place(new: Path, out: Path) -> None:
+    """Rename the finished site to ``out``; an existing site is moved aside first, then removed."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        os.rename(out, old)
+        os.rename(new, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(new, out)

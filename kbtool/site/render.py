@@ -1,0 +1,551 @@
+"""Render a knowledge base into the markdown sources of the site (jinja2 templates in ``site/``).
+
+Safety rule: every string that comes from the data reaches a page only through a jinja2
+expression with autoescape on, inside a block-level HTML element, so markdown never parses it
+(no markdown or snippet syntax can be injected) and HTML in titles shows as text. Page titles
+go to mkdocs as HTML-escaped front matter because the theme inserts titles as HTML.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from markupsafe import Markup
+
+from kbtool.kb import KnowledgeBase
+from kbtool.model import ELICITATION_NODES, OBJECTIVE_NODES, Method, Paper
+from kbtool.site import plots
+from kbtool.site.mathml import FormulaError, latex_to_mathml
+from kbtool.site.refimpl import LossSource, ReferenceImplError, locate, package_dir
+
+SITE_SRC = Path(__file__).resolve().parent.parent.parent / "site"
+ASSETS_DIR = "kb-assets"
+NEWEST = 12
+TOP_TEACHERS = 25
+MAX_BENCHMARK_ROWS = 500
+#: How a method page tells readers to run its reference implementation's demo.
+RUN_COMMAND = "kbtool run {method_id}"
+
+ROLES = (
+    (
+        "advancing-small-models",
+        "Advancing small models",
+        "A strong, often proprietary teacher's capabilities are transferred to smaller open "
+        "students.",
+    ),
+    (
+        "compression",
+        "Compression",
+        "A large open model is made smaller and cheaper to run while keeping its performance.",
+    ),
+    (
+        "self-improvement",
+        "Self-improvement",
+        "A model distils its own outputs or feedback back into itself, acting as its own teacher.",
+    ),
+)
+
+SURVEY_BIBTEX = """@article{xu2024survey,
+  title   = {A Survey on Knowledge Distillation of Large Language Models},
+  author  = {Xu, Xiaohan and Li, Ming and Tao, Chongyang and Shen, Tao and Cheng, Reynold
+             and Li, Jinyang and Xu, Can and Tao, Dacheng and Zhou, Tianyi},
+  journal = {arXiv preprint arXiv:2402.13116},
+  year    = {2024}
+}"""
+
+
+class SiteRenderError(RuntimeError):
+    """The knowledge base cannot be rendered (e.g. a loss name that resolves to no function)."""
+
+
+@dataclass
+class RenderResult:
+    """What was written: markdown pages by kind, download files, the nav, notes for the log."""
+
+    docs_dir: Path
+    pages: dict[str, list[str]] = field(default_factory=dict)
+    downloads: list[str] = field(default_factory=list)
+    nav: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _safe_url(value: object) -> bool:
+    """Only absolute http(s) links become hrefs (the model checks this too; defence in depth)."""
+    return isinstance(value, str) and re.match(r"^https?://[^\s<>\"']+$", value) is not None
+
+
+def make_env(templates: Path) -> jinja2.Environment:
+    """The jinja2 environment for page templates: autoescape everywhere, undefined is an error."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.tests["safe_url"] = _safe_url
+    return env
+
+
+def front_matter(title: str, **meta: Any) -> Markup:
+    """YAML front matter; the title is HTML-escaped because the theme renders titles as HTML."""
+    data = {"title": escape(title, quote=False), **meta}
+    dumped = yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=10_000)
+    return Markup(f"---\n{dumped}---\n")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _exporters() -> tuple[Callable[[list[Paper]], str], Callable[[list[Paper]], str], Any]:
+    """The lead's BibTeX and CSL/JSON exporters, imported only when a site is rendered."""
+    from kbtool.bibtex import to_bibtex
+    from kbtool.export import to_csl_json, to_json
+
+    return to_bibtex, to_csl_json, to_json
+
+
+class _Renderer:
+    def __init__(self, kb: KnowledgeBase, docs: Path, site_src: Path, benchmark: Path | None):
+        self.kb = kb
+        self.docs = docs
+        self.env = make_env(site_src / "templates")
+        self.benchmark_path = benchmark
+        self.result = RenderResult(docs_dir=docs)
+        self.to_bibtex, self.to_csl_json, self.to_json = _exporters()
+        self.counts = {nid: len(kb.papers_under(nid)) for nid in kb.nodes}
+        self.pkg_dir = package_dir()
+        self.base_globals = {"kb": kb, "counts": self.counts}
+
+    # -- helpers ------------------------------------------------------------------------------
+    def write(self, rel: str, template: str, kind: str, **context: Any) -> None:
+        depth = rel.count("/")
+        text = self.env.get_template(template).render(
+            **self.base_globals, base="../" * depth, **context
+        )
+        self.write_file(rel, text)
+        self.result.pages.setdefault(kind, []).append(rel)
+
+    def write_file(self, rel: str, text: str) -> None:
+        path = self.docs / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8", newline="\n")
+
+    # -- pages --------------------------------------------------------------------------------
+    def home(self) -> None:
+        role_counts = Counter(r.value for p in self.kb.papers.values() for r in p.roles)
+        self.write(
+            "index.md",
+            "home.md.j2",
+            "home",
+            front_matter=front_matter("Home", hide=["navigation", "toc"]),
+            stats=self.kb.stats(),
+            roles=ROLES,
+            role_counts={r[0]: role_counts.get(r[0], 0) for r in ROLES},
+            newest=list(self.kb.papers.values())[:NEWEST],
+            survey_bibtex=SURVEY_BIBTEX,
+        )
+
+    def taxonomy(self) -> None:
+        self.write("taxonomy.md", "taxonomy.md.j2", "index", front_matter=front_matter("Taxonomy"))
+        for node in self.kb.nodes.values():
+            self.write(
+                f"taxonomy/{node.id}.md",
+                "node.md.j2",
+                "node",
+                front_matter=front_matter(node.name),
+                node=node,
+                papers=self.kb.papers_under(node.id),
+                direct_count=sum(1 for p in self.kb.papers.values() if node.id in p.nodes),
+                methods=self.kb.methods_under(node.id),
+            )
+
+    def papers(self) -> None:
+        for paper in self.kb.papers.values():
+            self.write(
+                f"papers/{paper.id}.md",
+                "paper.md.j2",
+                "paper",
+                front_matter=front_matter(paper.title),
+                paper=paper,
+                bibtex=self.to_bibtex([paper]).strip(),
+                role_names={r[0]: r[1] for r in ROLES},
+            )
+        self.write(
+            "papers.md",
+            "papers.md.j2",
+            "index",
+            front_matter=front_matter(
+                "Papers", hide=["navigation", "toc"], search={"exclude": True}
+            ),
+            papers=list(self.kb.papers.values()),
+            facets=self._facets(),
+            row_attrs={p.id: self._row_attrs(p) for p in self.kb.papers.values()},
+        )
+
+    def _row_attrs(self, paper: Paper) -> Markup:
+        kb = self.kb
+        nodes = sorted({a.id for nid in paper.nodes for a in kb.ancestors(nid)})
+        attrs = {
+            "data-year": str(paper.year),
+            "data-venue": _norm(paper.venue),
+            "data-code": "yes" if paper.has_code else "no",
+            "data-pillars": " ".join(sorted({kb.pillar_of(n) for n in paper.nodes})),
+            "data-nodes": " ".join(nodes),
+            "data-teachers": "|".join(sorted({_norm(t) for t in paper.teachers})),
+            "data-objectives": " ".join(paper.objectives),
+            "data-text": _norm(paper.title + " " + " ".join(paper.authors)),
+        }
+        return Markup(" ".join(f'{k}="{escape(v, quote=True)}"' for k, v in attrs.items()))
+
+    def _facets(self) -> dict[str, Any]:
+        kb = self.kb
+        papers = list(kb.papers.values())
+
+        def ranked(values: Iterable[str]) -> list[tuple[str, str, int]]:
+            counts: Counter[str] = Counter()
+            spellings: dict[str, Counter[str]] = {}
+            for value in values:
+                key = _norm(value)
+                counts[key] += 1
+                spellings.setdefault(key, Counter())[value] += 1
+            order = sorted(counts, key=lambda k: (-counts[k], k))
+            return [(k, _most_common(spellings[k]), counts[k]) for k in order]
+
+        return {
+            "pillars": [(n.id, n.name) for n in kb.children(None)],
+            "nodes": [(n.id, n.name, len(kb.ancestors(n.id)) - 1) for n in kb.nodes.values()],
+            "years": sorted({p.year for p in papers}, reverse=True),
+            "venues": ranked(p.venue for p in papers),
+            "teachers": ranked(t for p in papers for t in dict.fromkeys(p.teachers)),
+            "objectives": [(o, kb.nodes[o].name if o in kb.nodes else o) for o in OBJECTIVE_NODES],
+        }
+
+    def methods(self) -> None:
+        paper_counts = {m.id: len(self.kb.papers_using(m.id)) for m in self.kb.methods.values()}
+        self.write(
+            "methods.md",
+            "methods.md.j2",
+            "index",
+            front_matter=front_matter("Methods"),
+            methods=list(self.kb.methods.values()),
+            paper_counts=paper_counts,
+            with_loss=sum(1 for m in self.kb.methods.values() if m.loss),
+        )
+        from kbtool.graph import related_methods
+
+        graph = self.kb.graph
+        for method in self.kb.methods.values():
+            source = self._source(method)
+            try:
+                mathml: Markup | None = Markup(latex_to_mathml(method.formula, display=True))
+            except FormulaError as exc:
+                mathml = None
+                self.result.notes.append(f"method {method.id}: {exc}")
+            commands = [RUN_COMMAND.format(method_id=method.id)]
+            if source is not None and source.has_runner():
+                commands.append(f"python -m {source.runner_module}")
+            introducing = [self.kb.papers[pid] for pid in method.papers if pid in self.kb.papers]
+            self.write(
+                f"methods/{method.id}.md",
+                "method.md.j2",
+                "method",
+                front_matter=front_matter(method.name),
+                method=method,
+                formula_mathml=mathml,
+                source=source,
+                run_commands="\n".join(commands),
+                introducing=introducing,
+                using=self.kb.papers_using(method.id),
+                related=related_methods(graph, method.id),
+            )
+
+    def _source(self, method: Method) -> LossSource | None:
+        if method.loss is None:
+            return None
+        try:
+            return locate(method.loss, self.pkg_dir)
+        except ReferenceImplError as exc:
+            raise SiteRenderError(f"method {method.id}: {exc}") from exc
+
+    def statistics(self) -> None:
+        figures = self._plots()
+        for fig in figures:
+            self.write_file(f"statistics/{fig['file']}", fig.pop("svg"))
+        self.write(
+            "statistics.md",
+            "statistics.md.j2",
+            "index",
+            front_matter=front_matter("Statistics"),
+            stats=self.kb.stats(),
+            plots=figures,
+            benchmark=read_benchmark(self.benchmark_path),
+        )
+
+    def _plots(self) -> list[dict[str, Any]]:
+        kb = self.kb
+        papers = list(kb.papers.values())
+        years, bucket = _year_buckets([p.year for p in papers])
+        pillars = kb.children(None)
+        per_pillar_year = {
+            pl.id: Counter(
+                bucket(p.year) for p in papers if pl.id in {kb.pillar_of(n) for n in p.nodes}
+            )
+            for pl in pillars
+        }
+        unplaced = Counter(bucket(p.year) for p in papers if not p.nodes)
+        series = [(pl.name, [per_pillar_year[pl.id][y] for y in years]) for pl in pillars]
+        series.append(("Cited only (no node)", [unplaced[y] for y in years]))
+        figures = [
+            _figure(
+                "Papers per year by pillar",
+                "papers-per-year.svg",
+                plots.stacked_columns("Papers per year by pillar", years, series),
+                "A paper placed in two pillars counts in both.",
+                ["Year", *[name for name, _ in series]],
+                [[y, *[vals[i] for _, vals in series]] for i, y in enumerate(years)],
+            )
+        ]
+        node_items = [(n.name, self.counts[n.id]) for n in kb.nodes.values()]
+        depths = [len(kb.ancestors(n.id)) - 1 for n in kb.nodes.values()]
+        figures.append(
+            _figure(
+                "Papers per taxonomy node",
+                "papers-per-node.svg",
+                plots.bar_chart(
+                    "Papers per taxonomy node (descendants included)", node_items, indents=depths
+                ),
+                "Counts include the papers of each node's descendants.",
+                ["Node", "Papers"],
+                [[n.name, self.counts[n.id]] for n in kb.nodes.values()],
+            )
+        )
+        teachers = self._facets()["teachers"][:TOP_TEACHERS]
+        figures.append(
+            _figure(
+                "Teacher models",
+                "teachers.svg",
+                plots.bar_chart(
+                    f"Most used teacher models (top {TOP_TEACHERS})",
+                    [(name, n) for _, name, n in teachers],
+                    color=plots.PALETTE[1],
+                ),
+                "Papers naming each teacher in the survey's summary table (case-insensitive).",
+                ["Teacher", "Papers"],
+                [[name, n] for _, name, n in teachers],
+            )
+        )
+        for title, file, ids, attr, color in (
+            ("Distillation objectives", "objectives.svg", OBJECTIVE_NODES, "objectives", 2),
+            (
+                "Knowledge elicitation methods",
+                "elicitation.svg",
+                ELICITATION_NODES,
+                "elicitation",
+                3,
+            ),
+        ):
+            counter = Counter(v for p in papers for v in getattr(p, attr))
+            items = [(kb.nodes[i].name if i in kb.nodes else i, counter[i]) for i in ids]
+            figures.append(
+                _figure(
+                    title,
+                    file,
+                    plots.bar_chart(title, items, color=plots.PALETTE[color]),
+                    "Papers whose summary-table facts list each value.",
+                    ["Value", "Papers"],
+                    [list(item) for item in items],
+                )
+            )
+        with_code = Counter(bucket(p.year) for p in papers if p.has_code)
+        without_code = Counter(bucket(p.year) for p in papers if not p.has_code)
+        code_series = [
+            ("With code", [with_code[y] for y in years]),
+            ("Without code", [without_code[y] for y in years]),
+        ]
+        figures.append(
+            _figure(
+                "Code availability",
+                "code-availability.svg",
+                plots.stacked_columns("Code availability per year", years, code_series),
+                f"{sum(1 for p in papers if p.has_code)} of {len(papers)} papers link to code.",
+                ["Year", "With code", "Without code"],
+                [[y, code_series[0][1][i], code_series[1][1][i]] for i, y in enumerate(years)],
+            )
+        )
+        return figures
+
+    def downloads(self) -> None:
+        papers = list(self.kb.papers.values())
+        files = {
+            "downloads/kd-atlas.bib": self.to_bibtex(papers),
+            "downloads/kd-atlas.csl.json": self.to_csl_json(papers),
+            "downloads/kd-atlas.json": self.to_json(self.kb),
+        }
+        for node in self.kb.nodes.values():
+            files[f"downloads/nodes/{node.id}.bib"] = self.to_bibtex(self.kb.papers_under(node.id))
+        for rel, text in files.items():
+            self.write_file(rel, text)
+            self.result.downloads.append(rel)
+        self.write(
+            "downloads.md",
+            "downloads.md.j2",
+            "index",
+            front_matter=front_matter("Downloads"),
+            stats=self.kb.stats(),
+        )
+
+
+def _year_buckets(years: list[int], recent: int = 7) -> tuple[list[str], Callable[[int], str]]:
+    """Column labels for per-year charts: the last ``recent`` years, older ones in one column."""
+    if not years:
+        return [], str
+    last, first = max(years), min(years)
+    cut = last - recent + 1
+    if first >= cut - 1:
+        return [str(y) for y in range(first, last + 1)], str
+    older = f"\u2264{cut - 1}"
+    return [older, *(str(y) for y in range(cut, last + 1))], (
+        lambda y: older if y < cut else str(y)
+    )
+
+
+def _most_common(counter: Counter[str]) -> str:
+    return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+
+
+def _figure(
+    heading: str, file: str, svg: str, caption: str, columns: list[str], rows: list[list[Any]]
+) -> dict[str, Any]:
+    width = re.search(r'width="(\d+)"', svg)
+    return {
+        "heading": heading,
+        "file": file,
+        "svg": svg,
+        "alt": heading,
+        "caption": caption,
+        "width": int(width.group(1)) if width else 600,
+        "columns": columns,
+        "rows": rows,
+    }
+
+
+def read_benchmark(path: Path | None) -> dict[str, Any]:
+    """Rows of the fused-loss benchmark JSON, read defensively (any shape problem -> a message).
+
+    Accepts a list of objects or an object with a ``rows``/``results`` list; nested objects are
+    flattened one level (``config.batch``); floats are shown with four significant digits.
+    """
+    empty: dict[str, Any] = {"rows": [], "columns": [], "path": str(path) if path else ""}
+    if path is None or not path.is_file():
+        return {
+            **empty,
+            "message": "No fused-loss benchmark results yet (run the benchmark to "
+            "write build/benchmarks/fused_loss.json, then rebuild the site).",
+        }
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {**empty, "message": f"The benchmark file could not be read: {exc}"}
+    if isinstance(data, dict):
+        data = next((data[k] for k in ("rows", "results") if isinstance(data.get(k), list)), None)
+    if not isinstance(data, list):
+        return {**empty, "message": "The benchmark file holds no list of result rows."}
+    rows: list[dict[str, str]] = []
+    columns: dict[str, None] = {}
+    for item in data[:MAX_BENCHMARK_ROWS]:
+        if not isinstance(item, dict):
+            continue
+        row: dict[str, str] = {}
+        for key, value in item.items():
+            if isinstance(value, dict):
+                for sub, sub_value in value.items():
+                    row[f"{key}.{sub}"] = _cell(sub_value)
+            else:
+                row[str(key)] = _cell(value)
+        columns.update(dict.fromkeys(row))
+        rows.append(row)
+    if not rows:
+        return {**empty, "message": "The benchmark file holds no result rows."}
+    return {"rows": rows, "columns": list(columns), "path": str(path), "message": ""}
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def render_docs(
+    kb: KnowledgeBase,
+    docs_dir: Path,
+    *,
+    site_src: Path = SITE_SRC,
+    benchmark_json: Path | None = None,
+) -> RenderResult:
+    """Write every markdown page, SVG plot, download file and asset of the site to ``docs_dir``."""
+    if not (site_src / "templates").is_dir():
+        raise SiteRenderError(f"site sources not found at {site_src} (templates/ is missing)")
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    renderer = _Renderer(kb, docs_dir, site_src, benchmark_json)
+    renderer.home()
+    renderer.taxonomy()
+    renderer.papers()
+    renderer.methods()
+    renderer.statistics()
+    renderer.downloads()
+    shutil.copytree(site_src / "assets", docs_dir / ASSETS_DIR)
+    result = renderer.result
+    result.nav = [
+        {"Home": "index.md"},
+        {"Taxonomy": "taxonomy.md"},
+        {"Papers": "papers.md"},
+        {"Methods": "methods.md"},
+        {"Statistics": "statistics.md"},
+        {"Downloads": "downloads.md"},
+    ]
+    return result
+
+
+def write_mkdocs_config(
+    config_path: Path,
+    docs_dir: Path,
+    site_dir: Path,
+    nav: list[dict[str, str]],
+    *,
+    site_src: Path = SITE_SRC,
+    snippets_base: Path | None = None,
+) -> Path:
+    """Fill ``site/mkdocs.yml`` with this build's directories and nav; write ``config_path``."""
+    config = yaml.safe_load((site_src / "mkdocs.yml").read_text(encoding="utf-8"))
+    config["docs_dir"] = str(docs_dir)
+    config["site_dir"] = str(site_dir)
+    config["nav"] = nav
+    base = snippets_base if snippets_base is not None else package_dir().parent
+    for i, ext in enumerate(config.get("markdown_extensions", [])):
+        if isinstance(ext, dict) and "pymdownx.snippets" in ext:
+            options = dict(ext["pymdownx.snippets"] or {})
+            options["base_path"] = [str(base)]
+            config["markdown_extensions"][i] = {"pymdownx.snippets": options}
+    config_path.write_text(
+        yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
+    return config_path
