@@ -22,6 +22,7 @@ from rich.table import Table
 from kbtool.errors import KnowledgeBaseError, Problem
 from kbtool.kb import KnowledgeBase, load
 from kbtool.loader import load_records
+from kbtool.search_cli import search_cmd, suggest_cmd
 
 app = typer.Typer(
     help="KD Atlas: a typed knowledge base of knowledge distillation of LLMs.",
@@ -409,6 +410,11 @@ def _loss_name(method: str, root: Path | None) -> str:
     if method in known:
         return method
     raise CliError(f"unknown method {method!r}; see `kbtool methods`")
+
+
+# --- semantic search and placement (kbtool[semantic] optional) ------------------------------
+app.command("search")(search_cmd)
+app.command("suggest")(suggest_cmd)
 
 
 # --- site ------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ from kbtool.model import (
 if TYPE_CHECKING:
     import networkx as nx
 
+    from kbtool.placement import LeafSuggestion
+    from kbtool.semantic import SearchHit
+
 PILLARS = (
     "kd-algorithms",
     "skill-distillation",
@@ -219,6 +222,19 @@ class KnowledgeBase:
     @cached_property
     def _index(self) -> _QueryIndex:
         return _QueryIndex(self.papers)
+
+    # --- similarity search (embeddings with kbtool[semantic], else BM25) -----------------------
+    def search(self, text: str, k: int = 10) -> list[SearchHit]:
+        """Papers and methods most similar to ``text`` (embeddings if installed, else BM25)."""
+        from kbtool.semantic import search
+
+        return search(self, text, k)
+
+    def suggest(self, title: str, abstract: str | None = None, k: int = 3) -> list[LeafSuggestion]:
+        """The ``k`` most likely taxonomy leaves for a new paper, with evidence papers."""
+        from kbtool.placement import suggest
+
+        return suggest(self, title, abstract, k)
 
     # --- derived views -------------------------------------------------------------------
     @cached_property

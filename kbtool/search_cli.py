@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except (SemanticUnavailableError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
 
 
@@ -84,7 +85,7 @@ def _note_fallback(requested: str) -> None:
     if requested == "auto" and not embedding_available():
         err.print(
             "[yellow]note:[/yellow] the embedding model is not installed, so results are ranked "
-            f"by shared words (BM25). For semantic ranking: {INSTALL_HINT}",
+            f"by shared words (BM25). For semantic ranking: {escape(INSTALL_HINT)}",
             highlight=False,
         )
 

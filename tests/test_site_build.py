@@ -154,10 +154,20 @@ def test_page_counts_match_the_knowledge_base(which: str, request: pytest.Fixtur
     assert papers == set(kb.papers)
     assert nodes == set(kb.nodes)
     assert methods == set(kb.methods)
-    for page in ("index", "taxonomy", "papers", "methods", "statistics", "downloads"):
+    for page in (
+        "index",
+        "taxonomy",
+        "papers",
+        "methods",
+        "statistics",
+        "downloads",
+        "contributing",
+    ):
         assert (site / f"{page}.html").is_file(), page
     node_bibs = {p.stem for p in (site / "downloads" / "nodes").glob("*.bib")}
     assert node_bibs == set(kb.nodes)
+    contributing = re.sub(r"<[^>]+>", "", (site / "contributing.html").read_text(encoding="utf-8"))
+    assert "kbtool suggest --title" in contributing and "kbtool validate" in contributing
     for name in ("kd-atlas.bib", "kd-atlas.csl.json", "kd-atlas.json"):
         assert (site / "downloads" / name).stat().st_size > 0
     csl = json.loads((site / "downloads" / "kd-atlas.csl.json").read_text(encoding="utf-8"))

@@ -268,7 +268,7 @@ class _Renderer:
                 source=source,
                 run_commands="\n".join(commands),
                 introducing=introducing,
-                using=self.kb.papers_using(method.id),
+                using=[p for p in self.kb.papers_using(method.id) if p.id not in method.papers],
                 related=related_methods(graph, method.id),
             )
 
@@ -407,6 +407,15 @@ class _Renderer:
             stats=self.kb.stats(),
         )
 
+    def contributing(self) -> None:
+        self.write(
+            "contributing.md",
+            "contributing.md.j2",
+            "index",
+            front_matter=front_matter("Contributing"),
+            stats=self.kb.stats(),
+        )
+
 
 def _year_buckets(years: list[int], recent: int = 7) -> tuple[list[str], Callable[[int], str]]:
     """Column labels for per-year charts: the last ``recent`` years, older ones in one column."""
@@ -512,6 +521,7 @@ def render_docs(
     renderer.methods()
     renderer.statistics()
     renderer.downloads()
+    renderer.contributing()
     shutil.copytree(site_src / "assets", docs_dir / ASSETS_DIR)
     result = renderer.result
     result.nav = [
@@ -521,6 +531,7 @@ def render_docs(
         {"Methods": "methods.md"},
         {"Statistics": "statistics.md"},
         {"Downloads": "downloads.md"},
+        {"Contributing": "contributing.md"},
     ]
     return result
 
