@@ -34,6 +34,12 @@ from reference_impls.similarity import (
     mmd,
 )
 from reference_impls.skew_kl import skew_forward_kl, skew_reverse_kl
+from reference_impls.topk import (
+    teacher_topk,
+    topk_forward_kl,
+    topk_generalized_jsd,
+    topk_reverse_kl,
+)
 from reference_impls.tvd import total_variation
 from reference_impls.uld import uld_loss
 
@@ -80,7 +86,13 @@ REGISTRY: dict[str, Callable[..., Any]] = {
     "attention_kl": attention_kl,
     "rrhf_loss": rrhf_loss,
     "pro_loss": pro_loss,
+    # Offline distillation from stored teacher top-k log-probabilities (sparse teacher side).
+    "topk_forward_kl": topk_forward_kl,
+    "topk_reverse_kl": topk_reverse_kl,
+    "topk_generalized_jsd": topk_generalized_jsd,
 }
 
-__all__ = sorted([*REGISTRY, "REGISTRY", "TOKEN_LEVEL_LOSSES", "mask_from_labels",
-                  "teacher_confidence"])
+__all__ = sorted(
+    [*REGISTRY, "REGISTRY", "TOKEN_LEVEL_LOSSES", "mask_from_labels", "teacher_confidence",
+     "teacher_topk"]
+)

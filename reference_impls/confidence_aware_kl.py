@@ -1,0 +1,18 @@
+"""Demo runner: ``python -m reference_impls.confidence_aware_kl``.
+
+Trains a tiny student with this loss and prints the loss and KL(teacher || student); see
+:mod:`reference_impls.demo`. Importing it raises ``ImportError`` on purpose: the name
+``reference_impls.confidence_aware_kl`` is the loss function.
+"""
+
+if __name__ != "__main__":
+    raise ImportError(
+        "reference_impls.confidence_aware_kl is a demo runner; import the loss as "
+        "`from reference_impls import confidence_aware_kl`"
+    )
+
+import sys
+
+from reference_impls.demo import main
+
+sys.exit(main("confidence_aware_kl"))

@@ -1,0 +1,18 @@
+"""Demo runner: ``python -m reference_impls.generalized_jsd``.
+
+Trains a tiny student with this loss and prints the loss and KL(teacher || student); see
+:mod:`reference_impls.demo`. Importing it raises ``ImportError`` on purpose: the name
+``reference_impls.generalized_jsd`` is the loss function.
+"""
+
+if __name__ != "__main__":
+    raise ImportError(
+        "reference_impls.generalized_jsd is a demo runner; import the loss as "
+        "`from reference_impls import generalized_jsd`"
+    )
+
+import sys
+
+from reference_impls.demo import main
+
+sys.exit(main("generalized_jsd"))

@@ -1,0 +1,18 @@
+"""Demo runner: ``python -m reference_impls.rationale_sft_loss``.
+
+Trains a tiny student with this loss and prints the loss and KL(teacher || student); see
+:mod:`reference_impls.demo`. Importing it raises ``ImportError`` on purpose: the name
+``reference_impls.rationale_sft_loss`` is the loss function.
+"""
+
+if __name__ != "__main__":
+    raise ImportError(
+        "reference_impls.rationale_sft_loss is a demo runner; import the loss as "
+        "`from reference_impls import rationale_sft_loss`"
+    )
+
+import sys
+
+from reference_impls.demo import main
+
+sys.exit(main("rationale_sft_loss"))
