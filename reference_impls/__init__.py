@@ -92,7 +92,39 @@ REGISTRY: dict[str, Callable[..., Any]] = {
     "topk_generalized_jsd": topk_generalized_jsd,
 }
 
-__all__ = sorted(
-    [*REGISTRY, "REGISTRY", "TOKEN_LEVEL_LOSSES", "mask_from_labels", "teacher_confidence",
-     "teacher_topk"]
-)
+__all__ = [
+    "REGISTRY",
+    "TOKEN_LEVEL_LOSSES",
+    "adaptive_kl",
+    "attention_kl",
+    "bradley_terry_loss",
+    "confidence_aware_kl",
+    "dpo_loss",
+    "feature_cross_entropy",
+    "forward_kl",
+    "generalized_jsd",
+    "hidden_cosine",
+    "hidden_l1",
+    "hidden_mse",
+    "js_divergence",
+    "kl_regularized_pg_loss",
+    "mask_from_labels",
+    "minillm_loss",
+    "mmd",
+    "multi_teacher_kl",
+    "pro_loss",
+    "rationale_sft_loss",
+    "reverse_kl",
+    "rrhf_loss",
+    "sft_loss",
+    "skew_forward_kl",
+    "skew_reverse_kl",
+    "soft_cross_entropy",
+    "teacher_confidence",
+    "teacher_topk",
+    "topk_forward_kl",
+    "topk_generalized_jsd",
+    "topk_reverse_kl",
+    "total_variation",
+    "uld_loss",
+]
