@@ -399,6 +399,21 @@ def run(
     out.print(f"{method}: {loss} on {result.device}, final loss {result.losses[-1]:.4f}")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def zoo(ctx: typer.Context) -> None:
+    """Distil one teacher into one student with every token-level loss and compare them.
+
+    Options are those of ``python -m reference_impls.zoo`` (--losses, --seeds, --steps,
+    --device, --out, --quiet; see ``kbtool zoo --help``). Imports torch lazily.
+    """
+    from reference_impls.zoo import main as zoo_main
+
+    raise typer.Exit(zoo_main(list(ctx.args)))
+
+
 def _loss_name(method: str, root: Path | None) -> str:
     kb = _kb(root)
     if method in kb.methods:

@@ -19,26 +19,46 @@ blocks of width 48 and an LM head scaled up so that its next-token distributions
 the student has 1 block of width 32. Losses act on the response tokens only (the mask).
 How each loss family gets its inputs is described in :data:`DEMO_NOTES`.
 
-The pieces are kept apart so that the loop can later run under ``torchrun`` with DDP
-unchanged: :func:`build_task` (models, data pools, the step's loss), :func:`shard_indices`
-(which pool items a rank owns), :func:`train_step` (one optimiser step) and :func:`run_demo`
-(the loop and the measurements). This module depends on torch alone.
+The pieces: :func:`build_task` (models, data pools, the step's loss), :func:`train_loop` (the
+optimisation loop, also used by :mod:`reference_impls.zoo`), :func:`train_step` (one optimiser
+step) and :func:`run_demo` (loop plus measurements).
+
+**Scale-out.** The same code runs unchanged under
+``torchrun --nproc_per_node=K -m reference_impls.<name>`` (or ``python -m
+torch.distributed.run ...``): :func:`distributed` joins the process group that ``torchrun``
+describes in ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (gloo on CPU, nccl on CUDA, one GPU per
+rank), :func:`train_loop` wraps the step in ``DistributedDataParallel``, every rank draws the
+same *global* batch of ``batch_size`` pool items and computes on its strided shard of it
+(:func:`shard_indices`, ``batch_size / K`` items), DDP averages the gradients, and only rank 0
+prints or saves. Why the result equals a single-process run with the same global batch: each
+rank's loss is a mean over its counted tokens, and DDP averages the K rank gradients, which is
+the gradient of the global token mean only if every rank counts the same number of tokens. The
+demos guarantee it: every sequence has the same fixed response length and the mask counts
+exactly the response positions, and ``batch_size`` must be divisible by K (else an error).
+Tasks that sample from the student during a step (``minillm_loss``, ``kl_regularized_pg_loss``)
+draw on each rank from a generator re-seeded per rank, so they train correctly under DDP but do
+not reproduce the single-process samples. This module depends on torch alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import math
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from reference_impls import REGISTRY, TOKEN_LEVEL_LOSSES
 from reference_impls.bitdistiller import teacher_confidence
@@ -377,7 +397,10 @@ def response_logps(model: Callable[[Tensor], LMOutput], seqs: Tensor, cfg: DemoC
 
 
 def shard_indices(n: int, rank: int = 0, world_size: int = 1) -> Tensor:
-    """Pool items owned by ``rank`` out of ``world_size`` (strided; all of them for one rank)."""
+    """Items ``rank, rank + world_size, ...`` of ``n``: the rank's strided shard (all for one rank).
+
+    :func:`train_loop` applies it to each global batch, so the shards of a step partition it.
+    """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must lie in [0, world_size), got {rank} of {world_size}")
     return torch.arange(rank, n, world_size)
@@ -406,6 +429,10 @@ class Task:
     eval_seqs: Tensor
     loss_label: str = "loss"
     extra_metrics: Callable[[], dict[str, float]] | None = None
+    #: The trained module (owner of ``params``): DDP wraps it, ``--save`` stores its state.
+    module: nn.Module | None = None
+    #: Generator of samples drawn *during* steps (on-policy tasks); re-seeded per rank in DDP.
+    sampler: torch.Generator | None = None
 
 
 @dataclass
@@ -457,6 +484,8 @@ def _task(
         w.teacher_logprobs,
         w.held_out,
         **kwargs,  # type: ignore[arg-type]
+        module=trained,
+        sampler=w.gen,
     )
 
 
@@ -861,6 +890,195 @@ def divergence(task: Task, cfg: DemoConfig) -> float:
     return float(per_token[response_mask(inputs, cfg)].mean())
 
 
+# ------------------------------------------------------------------------------ distribution
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits in a ``torchrun`` job (rank 0 of 1 without a process group)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only rank that prints, saves and writes files."""
+        return self.rank == 0
+
+
+def dist_context() -> DistContext:
+    """Rank and size of the current process group (``DistContext()`` when there is none)."""
+    if dist.is_available() and dist.is_initialized():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return DistContext(dist.get_rank(), dist.get_world_size(), local)
+    return DistContext()
+
+
+def launched_by_torchrun() -> bool:
+    """True when ``torchrun`` (``python -m torch.distributed.run``) started this process."""
+    return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+
+
+def _rank_device(device: torch.device) -> torch.device:
+    """Under ``torchrun`` a CUDA rank uses the GPU of its local rank; CPU ranks the CPU."""
+    if device.type == "cuda" and launched_by_torchrun():
+        local = int(os.environ["LOCAL_RANK"])
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return device
+
+
+@contextlib.contextmanager
+def distributed(device: torch.device) -> Iterator[torch.device]:
+    """Join the process group ``torchrun`` describes for the block; yield this rank's device.
+
+    Backend nccl for CUDA, gloo for CPU; the rendezvous is ``env://`` (``MASTER_ADDR``,
+    ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``, all set by ``torchrun``). Outside ``torchrun``,
+    or when a group already exists (the zoo runs many trainings in one group), nothing is
+    initialised or destroyed, so single-process runs are unchanged.
+    """
+    if not launched_by_torchrun() or (dist.is_available() and dist.is_initialized()):
+        yield _rank_device(device)
+        return
+    if not dist.is_available():
+        raise RuntimeError("launched by torchrun, but this torch build lacks torch.distributed")
+    device = _rank_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
+
+
+class _StepModule(nn.Module):
+    """A task's whole step as a module that owns the trained parameters, for DDP to wrap.
+
+    DDP averages the gradients of what runs inside its ``forward``; routing the entire step
+    through it also covers steps that call the student more than once.
+    """
+
+    def __init__(self, trained: nn.Module, step: StepFn) -> None:
+        super().__init__()
+        self.trained = trained
+        self.step_fn = step
+
+    def forward(self, *batch: Tensor) -> tuple[Tensor, Tensor]:
+        return self.step_fn(batch)
+
+
+def _ddp_task(task: Task, ctx: DistContext, seed: int) -> Task:
+    """``task`` with its step run through DistributedDataParallel (gradients averaged)."""
+    if task.module is None:
+        raise ValueError(f"task {task.name!r} names no trained module, so DDP cannot wrap it")
+    device_ids = [ctx.local_rank] if task.params[0].is_cuda else None
+    ddp = DistributedDataParallel(_StepModule(task.module, task.step), device_ids=device_ids)
+    if task.sampler is not None:  # on-policy samples: a different stream on every rank
+        task.sampler.manual_seed(seed + 7919 * (ctx.rank + 1))
+
+    def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        out: tuple[Tensor, Tensor] = ddp(*batch)
+        return out
+
+    return dataclasses.replace(task, step=step)
+
+
+def _mean_over_ranks(value: float, ctx: DistContext, device: torch.device) -> float:
+    """The mean of ``value`` over all ranks (``value`` itself in a single process)."""
+    if ctx.world_size == 1:
+        return value
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return float(total.item()) / ctx.world_size
+
+
+# ------------------------------------------------------------------------------------- loop
+
+
+@dataclass
+class LoopStats:
+    """What :func:`train_loop` measured: optimiser steps, their wall time, gradient norms.
+
+    ``seconds`` covers the training steps only (the ``on_log`` callbacks are excluded);
+    ``grad_norms[i]`` is the global L2 norm of the (rank-averaged) gradient of step ``i + 1``,
+    recorded only on request.
+    """
+
+    steps: int
+    seconds: float
+    grad_norms: list[float] = field(default_factory=list)
+
+    @property
+    def seconds_per_step(self) -> float:
+        """Mean wall time of one optimiser step."""
+        return self.seconds / max(self.steps, 1)
+
+
+def _grad_norm(params: Sequence[Tensor]) -> float:
+    """Global L2 norm of the gradients of ``params`` (parameters without gradient skipped)."""
+    norms = [torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def train_loop(
+    task: Task,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    log_every: int | None = None,
+    on_log: Callable[[int, float], None] | None = None,
+    record_grad_norms: bool = False,
+) -> LoopStats:
+    """Train ``task`` with :class:`Adam` for ``steps`` steps on random batches of its pool.
+
+    Each step draws a *global* batch of ``batch_size`` pool rows with replacement from a CPU
+    generator seeded with ``seed + 1`` (identical on every device and rank). In a process
+    group of ``K`` ranks the step runs through DDP and rank ``r`` computes on the rows
+    ``shard_indices(batch_size, r, K)`` of the batch (``batch_size`` must be divisible by
+    ``K``). ``on_log(step, loss)`` runs at step 0 (the untrained model's loss on the first
+    batch), every ``log_every`` steps and after the last one, with the mean logged loss since
+    the previous call, averaged over the ranks; it runs on every rank.
+    """
+    ctx = dist_context()
+    if batch_size % ctx.world_size:
+        raise ValueError(
+            f"batch_size {batch_size} must be divisible by the world size {ctx.world_size}: "
+            "every rank takes an equal share of the global batch"
+        )
+    every = log_every if log_every is not None else max(1, steps // 10)
+    if steps < 1 or every < 1:
+        raise ValueError(f"steps and log_every must be >= 1, got {steps} and {every}")
+    device = task.params[0].device
+    if ctx.world_size > 1:
+        task = _ddp_task(task, ctx, seed)
+    optimizer = Adam(task.params, lr=lr)
+    mine = shard_indices(batch_size, ctx.rank, ctx.world_size)
+    n_pool = len(task.pool[0])
+    batch_gen = torch.Generator().manual_seed(seed + 1)  # CPU: same batches on every device
+    stats = LoopStats(steps, 0.0)
+    window: list[float] = []  # logged losses since the previous logging point
+    start, paused = time.perf_counter(), 0.0
+    for step in range(steps + 1):
+        pick = torch.randint(n_pool, (batch_size,), generator=batch_gen)[mine]
+        batch = tuple(t[pick.to(t.device)] for t in task.pool)
+        if on_log is not None and (step % every == 0 or step == steps):
+            pause = time.perf_counter()
+            if not window:  # step 0: the untrained model's loss on this batch
+                with torch.no_grad():
+                    window = [float(task.step(batch)[1])]
+            on_log(step, _mean_over_ranks(sum(window) / len(window), ctx, device))
+            window = []
+            paused += time.perf_counter() - pause
+        if step < steps:
+            window.append(train_step(task, optimizer, batch))
+            if record_grad_norms:
+                stats.grad_norms.append(_grad_norm(task.params))
+    stats.seconds = time.perf_counter() - start - paused
+    return stats
+
+
 @dataclass
 class DemoResult:
     """Outcome of a demo run, one entry per logging point.
@@ -870,6 +1088,7 @@ class DemoResult:
     held-out KL(teacher || student) after ``steps[i]`` optimiser steps. ``loss_label`` names
     the logged quantity (``loss``, or the objective for policy-gradient surrogates, see
     :data:`DEMO_NOTES`); ``extras`` holds task-specific metrics (reward-model pair accuracy).
+    ``world_size`` is the number of DDP ranks that trained (1 without ``torchrun``).
     """
 
     name: str
@@ -880,6 +1099,7 @@ class DemoResult:
     seconds: float
     loss_label: str = "loss"
     extras: dict[str, list[float]] = field(default_factory=dict)
+    world_size: int = 1
 
 
 def resolve_device(device: str) -> torch.device:
@@ -912,8 +1132,13 @@ def run_demo(
     log_every: int | None = None,
     quiet: bool = False,
     config: DemoConfig | None = None,
+    save: str | Path | None = None,
 ) -> DemoResult:
-    """Train a tiny student with the registry loss ``name`` and record loss and divergence."""
+    """Train a tiny student with the registry loss ``name`` and record loss and divergence.
+
+    Under ``torchrun`` the run is data-parallel (see the module docstring); ``save`` writes the
+    trained module's ``state_dict`` there (rank 0 only) with ``torch.save``.
+    """
     cfg = config or dataclasses.replace(DemoConfig(), **DEMO_OVERRIDES.get(name, {}))
     dev = resolve_device(device)
     n_steps = steps if steps is not None else cfg.steps
@@ -926,7 +1151,8 @@ def run_demo(
     if dev.type == "cpu":
         torch.set_num_threads(1)  # tiny tensors: extra threads only add synchronisation cost
     try:
-        return _train(name, cfg, dev, seed, n_steps, every, quiet)
+        with distributed(dev) as rank_dev:
+            return _train(name, cfg, rank_dev, seed, n_steps, every, quiet, save)
     finally:
         torch.set_num_threads(threads)
 
@@ -939,39 +1165,43 @@ def _train(
     n_steps: int,
     every: int,
     quiet: bool,
+    save: str | Path | None,
 ) -> DemoResult:
-    """The loop of :func:`run_demo`: build the task, train, log loss and divergence."""
+    """The body of :func:`run_demo`: build the task, train, log loss and divergence."""
     start = time.perf_counter()
+    ctx = dist_context()
     task = build_task(name, cfg, dev, seed)
-    optimizer = Adam(task.params, lr=cfg.lr)
-    owned = shard_indices(len(task.pool[0]))
-    batch_gen = torch.Generator().manual_seed(seed + 1)  # CPU: same batches on every device
-
-    result = DemoResult(name, [], [], [], str(dev), 0.0, task.loss_label)
-    if not quiet:
-        print(f"{name} on {dev}: {demo_note(name)}")
+    result = DemoResult(name, [], [], [], str(dev), 0.0, task.loss_label, world_size=ctx.world_size)
+    show = not quiet and ctx.is_main  # only rank 0 prints
+    if show:
+        ranks = f" ({ctx.world_size} ranks, DDP)" if ctx.world_size > 1 else ""
+        print(f"{name} on {dev}{ranks}: {demo_note(name)}")
         extra_names = list(task.extra_metrics()) if task.extra_metrics else []
         head = "".join(f" {n:>10}" for n in extra_names)
         print(f"{'step':>6} {task.loss_label:>12} {'KL(teacher||student)':>22}{head}")
-    window: list[float] = []  # logged losses since the previous logging point
-    for step in range(n_steps + 1):
-        pick = owned[torch.randint(len(owned), (cfg.batch_size,), generator=batch_gen)]
-        batch = tuple(t[pick.to(t.device)] for t in task.pool)
-        if step % every == 0 or step == n_steps:
-            if not window:  # step 0: the untrained student's loss on this batch
-                with torch.no_grad():
-                    window = [float(task.step(batch)[1])]
-            extras = task.extra_metrics() if task.extra_metrics else {}
-            result.steps.append(step)
-            result.losses.append(sum(window) / len(window))
-            result.divergences.append(divergence(task, cfg))
-            for key, value in extras.items():
-                result.extras.setdefault(key, []).append(value)
-            if not quiet:
-                print(_row(step, result.losses[-1], result.divergences[-1], extras), flush=True)
-            window = []
-        if step < n_steps:
-            window.append(train_step(task, optimizer, batch))
+
+    def log(step: int, loss: float) -> None:
+        extras = task.extra_metrics() if task.extra_metrics else {}
+        result.steps.append(step)
+        result.losses.append(loss)
+        result.divergences.append(divergence(task, cfg))
+        for key, value in extras.items():
+            result.extras.setdefault(key, []).append(value)
+        if show:
+            print(_row(step, loss, result.divergences[-1], extras), flush=True)
+
+    train_loop(
+        task,
+        steps=n_steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=seed,
+        log_every=every,
+        on_log=log,
+    )
+    if save is not None and ctx.is_main:
+        assert task.module is not None
+        torch.save(task.module.state_dict(), Path(save))
     result.seconds = time.perf_counter() - start
     return result
 
@@ -982,11 +1212,18 @@ def main(name: str, argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=f"python -m reference_impls.{name}",
         description=f"Train a tiny student with {name}: {doc[0] if doc else ''}",
+        epilog=(
+            "Data-parallel: torchrun --nproc_per_node=K -m reference_impls."
+            f"{name} [options] (gloo on CPU, nccl on GPU; the global batch is unchanged)."
+        ),
     )
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=None, help="steps between table rows")
+    parser.add_argument(
+        "--save", type=Path, default=None, help="write the trained student's state_dict here"
+    )
     args = parser.parse_args(argv)
     try:
         resolve_device(args.device)
@@ -994,11 +1231,17 @@ def main(name: str, argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result = run_demo(
-        name, steps=args.steps, device=args.device, seed=args.seed, log_every=args.log_every
+        name,
+        steps=args.steps,
+        device=args.device,
+        seed=args.seed,
+        log_every=args.log_every,
+        save=args.save,
     )
-    print(
-        f"done in {result.seconds:.1f} s: {result.loss_label} {result.losses[0]:.4f} -> "
-        f"{result.losses[-1]:.4f}, KL(teacher||student) {result.divergences[0]:.4f} -> "
-        f"{result.divergences[-1]:.4f}"
-    )
+    if int(os.environ.get("RANK", "0")) == 0:  # the group is gone by now: read torchrun's env
+        print(
+            f"done in {result.seconds:.1f} s: {result.loss_label} {result.losses[0]:.4f} -> "
+            f"{result.losses[-1]:.4f}, KL(teacher||student) {result.divergences[0]:.4f} -> "
+            f"{result.divergences[-1]:.4f}"
+        )
     return 0

@@ -84,7 +84,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     _require_chromium()  # before the build: fail fast with the install hint
     out = tmp_path_factory.mktemp("browser-real") / "site"
     kb = kbtool.load()  # one snapshot for the build and the expectations
-    build_site(kb, out, benchmark_json=None)
+    build_site(kb, out, benchmark_json=None, zoo_dir=None)
     yield from _serve(out, kb)
 
 
@@ -93,7 +93,7 @@ def fixture_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     _require_chromium()
     out = tmp_path_factory.mktemp("browser-fixture") / "site"
     kb = kbtool.load(FIXTURE)
-    build_site(kb, out, benchmark_json=None)
+    build_site(kb, out, benchmark_json=None, zoo_dir=None)
     yield from _serve(out, kb)
 
 

@@ -121,7 +121,7 @@ def fixture_site(
     tmp_path_factory: pytest.TempPathFactory, epoch_env: None, benchmark_file: Path
 ) -> Path:
     out = tmp_path_factory.mktemp("fixture") / "site"
-    result = build_site(FIXTURE, out, benchmark_json=benchmark_file)
+    result = build_site(FIXTURE, out, benchmark_json=benchmark_file, zoo_dir=None)
     assert result.out == out.resolve()
     return out
 
@@ -139,7 +139,7 @@ def real_kb() -> kbtool.KnowledgeBase:
 @pytest.fixture(scope="module")
 def real_site(tmp_path_factory: pytest.TempPathFactory, real_kb: kbtool.KnowledgeBase) -> Path:
     out = tmp_path_factory.mktemp("real") / "site"
-    build_site(real_kb, out, benchmark_json=None)
+    build_site(real_kb, out, benchmark_json=None, zoo_dir=None)
     return out
 
 
@@ -407,7 +407,7 @@ def test_strict_mode_fails_and_leaves_the_old_site(tmp_path: Path) -> None:
     out.mkdir()
     (out / "marker.txt").write_text("previous build", encoding="utf-8")
     with pytest.raises(SiteBuildError, match="nowhere.md"):
-        build_site(FIXTURE, out, site_src=src, benchmark_json=None)
+        build_site(FIXTURE, out, site_src=src, benchmark_json=None, zoo_dir=None)
     assert (out / "marker.txt").read_text(encoding="utf-8") == "previous build"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site", "site-src"]  # no temp left
 
@@ -418,7 +418,7 @@ def test_build_is_reproducible_and_replaces_the_old_site(
     out = tmp_path / "again"
     out.mkdir()
     (out / "stale.html").write_text("old", encoding="utf-8")
-    build_site(FIXTURE, out, benchmark_json=benchmark_file)
+    build_site(FIXTURE, out, benchmark_json=benchmark_file, zoo_dir=None)
     assert not (out / "stale.html").exists()
     first, second = _tree_bytes(fixture_site), _tree_bytes(out)
     assert sorted(first) == sorted(second)

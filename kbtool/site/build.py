@@ -18,6 +18,7 @@ from pathlib import Path
 import kbtool
 from kbtool.kb import KnowledgeBase
 from kbtool.site.render import SITE_SRC, render_docs, write_mkdocs_config
+from kbtool.site.zoo import DEFAULT_ZOO_DIR
 
 DEFAULT_OUT = Path("build") / "site"
 DEFAULT_BENCHMARK_JSON = Path("build") / "benchmarks" / "fused_loss.json"
@@ -49,13 +50,15 @@ def build_site(
     out: Path | str = DEFAULT_OUT,
     *,
     benchmark_json: Path | str | None = DEFAULT_BENCHMARK_JSON,
+    zoo_dir: Path | str | None = DEFAULT_ZOO_DIR,
     site_src: Path = SITE_SRC,
     keep_docs: Path | str | None = None,
 ) -> BuildResult:
     """Build the site of ``kb`` (a loaded knowledge base, or its root directory; default: the
     bundled one) into ``out``, atomically. Returns what was built; ``result.out`` is the path.
 
-    ``benchmark_json`` is shown on the statistics page when it exists. ``keep_docs``, when
+    ``benchmark_json`` and the loss zoo's ``zoo_dir/zoo.json`` are shown on the statistics
+    (and method) pages when they exist. ``keep_docs``, when
     given, receives a copy of the generated markdown (for debugging templates).
     """
     if not isinstance(kb, KnowledgeBase):
@@ -71,6 +74,7 @@ def build_site(
             docs,
             site_src=site_src,
             benchmark_json=Path(benchmark_json) if benchmark_json is not None else None,
+            zoo_dir=Path(zoo_dir) if zoo_dir is not None else None,
         )
         config = write_mkdocs_config(
             tmp / "mkdocs.yml", docs, html, rendered.nav, site_src=site_src

@@ -27,6 +27,7 @@ from kbtool.model import ELICITATION_NODES, OBJECTIVE_NODES, Method, Paper
 from kbtool.site import plots
 from kbtool.site.mathml import FormulaError, latex_to_mathml
 from kbtool.site.refimpl import LossSource, ReferenceImplError, locate, package_dir
+from kbtool.site.zoo import read_zoo
 
 SITE_SRC = Path(__file__).resolve().parent.parent.parent / "site"
 ASSETS_DIR = "kb-assets"
@@ -118,9 +119,17 @@ def _exporters() -> tuple[Callable[[list[Paper]], str], Callable[[list[Paper]], 
 
 
 class _Renderer:
-    def __init__(self, kb: KnowledgeBase, docs: Path, site_src: Path, benchmark: Path | None):
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        docs: Path,
+        site_src: Path,
+        benchmark: Path | None,
+        zoo_dir: Path | None = None,
+    ):
         self.kb = kb
         self.docs = docs
+        self.zoo = read_zoo(zoo_dir, docs)
         self.env = make_env(site_src / "templates")
         self.benchmark_path = benchmark
         self.result = RenderResult(docs_dir=docs)
@@ -270,6 +279,8 @@ class _Renderer:
                 introducing=introducing,
                 using=[p for p in self.kb.papers_using(method.id) if p.id not in method.papers],
                 related=related_methods(graph, method.id),
+                zoo=self.zoo,
+                zoo_row=self.zoo.rows.get(method.loss.rsplit(".", 1)[1]) if method.loss else None,
             )
 
     def _source(self, method: Method) -> LossSource | None:
@@ -292,6 +303,7 @@ class _Renderer:
             stats=self.kb.stats(),
             plots=figures,
             benchmark=read_benchmark(self.benchmark_path),
+            zoo=self.zoo,
         )
 
     def _plots(self) -> list[dict[str, Any]]:
@@ -509,12 +521,13 @@ def render_docs(
     *,
     site_src: Path = SITE_SRC,
     benchmark_json: Path | None = None,
+    zoo_dir: Path | None = None,
 ) -> RenderResult:
     """Write every markdown page, SVG plot, download file and asset of the site to ``docs_dir``."""
     if not (site_src / "templates").is_dir():
         raise SiteRenderError(f"site sources not found at {site_src} (templates/ is missing)")
     docs_dir.mkdir(parents=True, exist_ok=True)
-    renderer = _Renderer(kb, docs_dir, site_src, benchmark_json)
+    renderer = _Renderer(kb, docs_dir, site_src, benchmark_json, zoo_dir)
     renderer.home()
     renderer.taxonomy()
     renderer.papers()
