@@ -17,6 +17,7 @@ from typing import Any
 from reference_impls._common import mask_from_labels
 from reference_impls.akl import adaptive_kl
 from reference_impls.bitdistiller import confidence_aware_kl, teacher_confidence
+from reference_impls.fused import FusedLinearDistillLoss, fused_linear_distill
 from reference_impls.jsd import generalized_jsd, js_divergence
 from reference_impls.kl import forward_kl, reverse_kl, soft_cross_entropy
 from reference_impls.minillm import minillm_loss
@@ -93,6 +94,7 @@ REGISTRY: dict[str, Callable[..., Any]] = {
 }
 
 __all__ = [
+    "FusedLinearDistillLoss",
     "REGISTRY",
     "TOKEN_LEVEL_LOSSES",
     "adaptive_kl",
@@ -102,6 +104,7 @@ __all__ = [
     "dpo_loss",
     "feature_cross_entropy",
     "forward_kl",
+    "fused_linear_distill",
     "generalized_jsd",
     "hidden_cosine",
     "hidden_l1",

@@ -134,9 +134,11 @@ def _log_mix(log_a: Tensor, log_b: Tensor, weight_a: float) -> Tensor:
     are ``-inf`` would otherwise give a NaN gradient through logsumexp.
     """
     lowest = torch.finfo(log_a.dtype).min
-    w = torch.tensor(weight_a, dtype=log_a.dtype, device=log_a.device)
-    terms = [log_a.clamp(min=lowest) + w.log(), log_b.clamp(min=lowest) + (1 - w).log()]
-    return torch.log_softmax(torch.logsumexp(torch.stack(terms), dim=0), dim=-1)
+    # Python-float log-weights (-inf at the ends) and logaddexp: no stacked copy, no extra kernels.
+    log_wa = math.log(weight_a) if weight_a > 0 else -math.inf
+    log_wb = math.log1p(-weight_a) if weight_a < 1 else -math.inf
+    mixed = torch.logaddexp(log_a.clamp(min=lowest) + log_wa, log_b.clamp(min=lowest) + log_wb)
+    return torch.log_softmax(mixed, dim=-1)
 
 
 def _reduce_tokens(per_token: Tensor, mask: Tensor) -> Tensor:
