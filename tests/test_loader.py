@@ -356,3 +356,18 @@ def test_load_raises_with_every_problem(kb: Path) -> None:
         (METHODS, "methods.minillm.papers"),  # the paper that introduces minillm is gone
     ]
     assert f"{MINILLM}: year: " in str(info.value)
+
+
+def test_parallel_reading_gives_the_same_records_and_problems(
+    kb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large knowledge bases are parsed by worker processes; the result must not change."""
+    from kbtool import loader
+
+    (kb / "papers" / "broken.yaml").write_text("id: broken\ntitle: [unclosed\n", encoding="utf-8")
+    serial = load_records(kb)
+    monkeypatch.setattr(loader, "PARALLEL_THRESHOLD", 1)
+    parallel = load_records(kb)
+    assert parallel.papers == serial.papers
+    assert parallel.problems == serial.problems
+    assert any(p.file == "papers/broken.yaml" for p in parallel.problems)
