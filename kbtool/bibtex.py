@@ -111,7 +111,9 @@ def entry_to_data(entry: model.Entry) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": entry.key,
         "title": " ".join(text("title").split()),
-        "authors": [a.strip() for a in text("author").split(" and ") if a.strip()],
+        "authors": [
+            _first_last(a) for a in re.split(r"\s+and\s+", text("author"), flags=re.I) if a.strip()
+        ],
         "year": int(f["year"]) if f.get("year", "").strip().isdigit() else f.get("year"),
         "venue": venue,
     }
@@ -120,7 +122,8 @@ def entry_to_data(entry: model.Entry) -> dict[str, Any]:
     elif month.isdigit():
         data["month"] = int(month)
     if f.get("eprint"):
-        data["arxiv_id"] = f["eprint"].strip()
+        eprint = f["eprint"].strip().removeprefix("arXiv:").removeprefix("arxiv:")
+        data["arxiv_id"] = re.sub(r"v\d+$", "", eprint)
     if f.get("url"):
         data["url"] = f["url"].strip()
     if f.get("keywords"):
@@ -128,13 +131,24 @@ def entry_to_data(entry: model.Entry) -> dict[str, Any]:
     return data
 
 
+def _first_last(name: str) -> str:
+    """'Gu, Yuxian' -> 'Yuxian Gu' (the knowledge base stores names given-name first)."""
+    name = " ".join(name.split())
+    if name.count(",") == 1:
+        last, first = (part.strip() for part in name.split(","))
+        return f"{first} {last}".strip()
+    return name
+
+
 def from_bibtex(text: str) -> list[dict[str, Any]]:
     """Paper data from BibTeX text; raises BibtexError when blocks cannot be parsed."""
     library = parse_string(text)
     if library.failed_blocks:
         first = library.failed_blocks[0]
+        key = getattr(first, "key", None)
+        why = f"duplicate entry key {key!r}" if key else "it could not be parsed"
         raise BibtexError(
-            f"{len(library.failed_blocks)} BibTeX block(s) could not be parsed "
-            f"(first at line {(first.start_line or 0) + 1})"
+            f"{len(library.failed_blocks)} BibTeX block(s) rejected; the first, at line "
+            f"{(first.start_line or 0) + 1}: {why}"
         )
     return [entry_to_data(e) for e in library.entries]

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from kbtool.bibtex import from_bibtex
 from kbtool.errors import KnowledgeBaseError, Problem
-from kbtool.loader import load_for_import
+from kbtool.loader import Records, check_references, load_for_import
 from kbtool.model import Paper, Source
 from kbtool.paper_io import normalize_title, write_paper
 
@@ -27,7 +27,7 @@ def import_bibtex(root: Path, text: str, *, source: str) -> BibtexImportReport:
     records = load_for_import(root)
     ids = {p.id for p in records.papers}
     arxiv = {p.arxiv_id for p in records.papers if p.arxiv_id}
-    titles = {normalize_title(p.title) for p in records.papers}
+    titles = {normalize_title(p.title) for p in records.papers} - {""}
     report = BibtexImportReport()
     new: list[Paper] = []
     problems: list[Problem] = []
@@ -47,9 +47,34 @@ def import_bibtex(root: Path, text: str, *, source: str) -> BibtexImportReport:
             for e in exc.errors(include_url=False):
                 loc = ".".join(str(x) for x in e["loc"]) or "(entry)"
                 problems.append(Problem(source, f"{key}.{loc}", e["msg"]))
+    problems += _reference_problems(records, new, source)
     if problems:
         raise KnowledgeBaseError(problems)
     for paper in new:
         write_paper(root, paper)
         report.added.append(paper.id)
     return report
+
+
+def _reference_problems(records: Records, new: list[Paper], source: str) -> list[Problem]:
+    """The loader's cross-file checks (known nodes and methods, unique ids and arXiv ids) run
+    on the knowledge base as it would be after the import, reported against the BibTeX file."""
+    after = Records(
+        root=records.root,
+        nodes=records.nodes,
+        methods=records.methods,
+        papers=[*records.papers, *new],
+    )
+    check_references(after, {})
+    new_files = {f"papers/{p.id}.yaml": p.id for p in new}
+    seen_ids: set[str] = set()
+    problems = []
+    for paper in new:
+        if paper.id in seen_ids:
+            problems.append(Problem(source, f"{paper.id}.id", "entry key used twice"))
+        seen_ids.add(paper.id)
+    for problem in after.problems:
+        if problem.file in new_files:
+            key = new_files[problem.file]
+            problems.append(Problem(source, f"{key}.{problem.field}", problem.message))
+    return problems

@@ -310,8 +310,7 @@ def import_awesome_cmd(
 
     meta = load_metadata(metadata) if metadata else None
     text = _read_text(file)
-    with out.status("importing the paper list"):
-        report = import_awesome(_root_dir(root), text, source_name=file.name, meta=meta)
+    report = import_awesome(_root_dir(root), text, source_name=file.name, meta=meta)
     out.print(
         f"{report.rows} rows, {report.papers_in_list} distinct papers: "
         f"{len(report.added)} added, {len(report.updated)} updated, "
@@ -332,7 +331,7 @@ def import_metadata_cmd(
     from kbtool.metadata import load_metadata
     from kbtool.metadata_import import import_metadata
 
-    report = import_metadata(_root_dir(root), load_metadata(file))
+    report = import_metadata(_root_dir(root), load_metadata(file), meta_source=file.name)
     out.print(f"{len(report.added)} added, {len(report.updated)} updated")
     for note in report.notes:
         out.print(f"  note: {note}")
@@ -346,7 +345,10 @@ def import_summary_cmd(
     """Attach the survey's Table 3 facts to the matching papers (idempotent)."""
     from kbtool.summary_table import import_summary
 
-    report = import_summary(_root_dir(root), _read_text(file))
+    try:
+        report = import_summary(_root_dir(root), _read_text(file))
+    except ValueError as exc:
+        raise CliError(f"{file}: {exc}") from exc
     out.print(
         f"{len(report.attached)} rows attached to {len(set(report.attached.values()))} papers, "
         f"{len(set(report.updated))} files updated, {len(report.unmatched)} unmatched"
@@ -391,7 +393,10 @@ def run(
 ) -> None:
     """Run the reference implementation's demo of a method's loss (imports torch lazily)."""
     loss = _loss_name(method, root)
-    from reference_impls.demo import run_demo  # lazy: torch is heavy
+    try:
+        from reference_impls.demo import run_demo  # lazy: torch is heavy
+    except ModuleNotFoundError as exc:
+        raise CliError(f"the demos need torch ({exc}); install it with: pip install torch") from exc
 
     if device not in ("auto", "cpu", "cuda"):
         raise CliError(f"unknown device {device!r}; use auto, cpu or cuda")

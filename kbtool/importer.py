@@ -16,7 +16,13 @@ from kbtool.awesome import AwesomeRow, parse_awesome
 from kbtool.loader import load_for_import
 from kbtool.metadata import MetadataIndex
 from kbtool.model import AwesomeRowSource, Paper, Source
-from kbtool.paper_io import make_paper_id, normalize_title, similar_titles, write_paper
+from kbtool.paper_io import (
+    build_paper,
+    make_paper_id,
+    normalize_title,
+    similar_titles,
+    write_paper,
+)
 from kbtool.venues import normalize_venue
 
 REPORT_NAME = "IMPORT_REPORT.md"
@@ -219,6 +225,7 @@ def _new_paper(
     meta_authors: list[str],
     meta_source: str | None,
     survey_refs: list[int],
+    source_name: str,
 ) -> Paper:
     first = min((r for r in group.rows if r.year), key=lambda r: (r.year, r.month), default=None)
     year = first.year if first and first.year else 0
@@ -227,7 +234,8 @@ def _new_paper(
         if group.arxiv_id
         else next((r.url for r in group.rows if r.url and not r.arxiv_id), None)
     )
-    return Paper(
+    return build_paper(
+        f"{source_name}:line {group.rows[0].line}",
         id=paper_id,
         title=title,
         authors=meta_authors,
@@ -286,7 +294,7 @@ def import_awesome(
 
     papers = {p.id: p for p in records.papers}
     by_arxiv = {p.arxiv_id: p.id for p in records.papers if p.arxiv_id}
-    by_title = {normalize_title(p.title): p.id for p in records.papers}
+    by_title = {normalize_title(p.title): p.id for p in records.papers if normalize_title(p.title)}
     taken = set(papers)
 
     for group in sorted(groups, key=lambda g: g.rows[0].line):
@@ -297,7 +305,7 @@ def import_awesome(
                 (
                     by_title[normalize_title(t)]
                     for t in [title, *group.titles]
-                    if normalize_title(t) in by_title
+                    if normalize_title(t) and normalize_title(t) in by_title
                 ),
                 None,
             )
@@ -316,7 +324,8 @@ def import_awesome(
         if not rows_with_year:
             report.notes.append(f"{title!r}: no date in the list; paper skipped")
             continue
-        paper_id = make_paper_id(authors, rows_with_year[0].year or 0, title, taken)
+        year = min(r.year for r in rows_with_year if r.year)  # the year the paper gets
+        paper_id = make_paper_id(authors, year, title, taken)
         taken.add(paper_id)
         paper = _new_paper(
             group,
@@ -326,9 +335,11 @@ def import_awesome(
             authors,
             record.authors_source if record and record.authors else None,
             list(record.survey_refs) if record else [],
+            source_name,
         )
         papers[paper_id] = paper
-        by_title[normalize_title(title)] = paper_id
+        if normalize_title(title):
+            by_title[normalize_title(title)] = paper_id
         if paper.arxiv_id:
             by_arxiv[paper.arxiv_id] = paper_id
         report.added.append(paper_id)

@@ -144,6 +144,14 @@ def _read_all(paths: list[Path]) -> list[tuple[Any, str | None]]:
 def _load_papers(root: Path, records: Records) -> None:
     directory = root / PAPERS_DIR
     paths = sorted(directory.glob("*.yaml")) if directory.is_dir() else []
+    for stray in sorted(directory.glob("*.yml")) if directory.is_dir() else []:
+        records.problems.append(
+            Problem(
+                stray.relative_to(root).as_posix(),
+                "(file)",
+                "paper files must end in .yaml (this one would be ignored); rename it",
+            )
+        )
     for path, (data, error) in zip(paths, _read_all(paths), strict=True):
         rel = path.relative_to(root).as_posix()
         if error is not None:
@@ -161,7 +169,8 @@ def _load_papers(root: Path, records: Records) -> None:
         records.papers.append(paper)
 
 
-def _check_references(records: Records, method_origin: dict[str, str]) -> None:
+def check_references(records: Records, method_origin: dict[str, str]) -> None:
+    """Cross-file checks: known ids, parents, methods and papers; unique ids and arXiv ids."""
     problems = records.problems
     node_ids = {n.id for n in records.nodes}
     method_ids = {m.id for m in records.methods}
@@ -252,7 +261,7 @@ def load_records(root: Path | str | None = None) -> Records:
     _load_nodes(base, records)
     origin = _load_methods(base, records)
     _load_papers(base, records)
-    _check_references(records, origin)
+    check_references(records, origin)
     return records
 
 

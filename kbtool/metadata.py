@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kbtool.paper_io import normalize_title
 
@@ -70,32 +71,67 @@ class MetadataError(ValueError):
     """A line of the metadata file is not the expected JSON object."""
 
 
+def _typed(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:  # noqa: ANN401
+    value = raw.get(key)
+    if value is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise MetadataError(f"{where}: field {key!r} must be {names}, got {value!r}")
+    return value
+
+
+def _str_list(raw: dict[str, Any], key: str, where: str) -> list[str]:
+    value = _typed(raw, key, list, where) or []
+    if not all(isinstance(v, str) for v in value):
+        raise MetadataError(f"{where}: field {key!r} must be a list of strings, got {value!r}")
+    return list(value)
+
+
+def _record(raw: object, number: int, where: str) -> MetaRecord:
+    if not isinstance(raw, dict):
+        raise MetadataError(f"{where}: not a JSON object")
+    title = _typed(raw, "title", str, where)
+    if not title or not title.strip():
+        raise MetadataError(f"{where}: field 'title' is missing or empty")
+    arxiv_id = _typed(raw, "arxiv_id", str, where) or None
+    if arxiv_id is not None:
+        arxiv_id = re.sub(r"v\d+$", "", arxiv_id.strip().removeprefix("arXiv:"))
+        if not re.fullmatch(r"\d{4}\.\d{4,5}", arxiv_id):
+            raise MetadataError(f"{where}: field 'arxiv_id' is not an arXiv id: {arxiv_id!r}")
+    refs = _typed(raw, "survey_ref_numbers", list, where) or []
+    if not all(isinstance(r, int) and not isinstance(r, bool) for r in refs):
+        raise MetadataError(f"{where}: field 'survey_ref_numbers' must be a list of integers")
+    return MetaRecord(
+        line=number,
+        title=title,
+        arxiv_id=arxiv_id,
+        authors=_clean_authors(_str_list(raw, "authors", where)),
+        authors_source=_typed(raw, "authors_source", str, where),
+        year=_typed(raw, "year", int, where),
+        venue=_typed(raw, "venue", str, where),
+        survey_refs=tuple(refs),
+        in_awesome_list=bool(raw.get("in_awesome_list")),
+        title_variants=tuple(_str_list(raw, "title_variants", where)),
+        note=_typed(raw, "note", str, where),
+    )
+
+
 def load_metadata(path: Path) -> MetadataIndex:
-    """Read the JSON-lines metadata file into an index."""
+    """Read the JSON-lines metadata file into an index; MetadataError names file, line, field."""
     index = MetadataIndex()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"{path}:{number}"
         try:
             raw = json.loads(line)
-            record = MetaRecord(
-                line=number,
-                title=str(raw["title"]),
-                arxiv_id=raw.get("arxiv_id") or None,
-                authors=_clean_authors(raw.get("authors") or []),
-                authors_source=raw.get("authors_source"),
-                year=raw.get("year"),
-                venue=raw.get("venue"),
-                survey_refs=tuple(raw.get("survey_ref_numbers") or ()),
-                in_awesome_list=bool(raw.get("in_awesome_list")),
-                title_variants=tuple(raw.get("title_variants") or ()),
-                note=raw.get("note"),
-            )
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise MetadataError(f"{path}:{number}: not a metadata record ({exc})") from exc
+        except json.JSONDecodeError as exc:
+            raise MetadataError(f"{where}: not valid JSON ({exc.msg})") from exc
+        record = _record(raw, number, where)
         index.records.append(record)
         if record.arxiv_id:
             index.by_arxiv.setdefault(record.arxiv_id, record)
         for title in record.titles:
-            index.by_title.setdefault(normalize_title(title), record)
+            key = normalize_title(title)
+            if key:
+                index.by_title.setdefault(key, record)
     return index

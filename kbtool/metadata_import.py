@@ -12,7 +12,13 @@ from pathlib import Path
 from kbtool.loader import load_for_import
 from kbtool.metadata import MetadataIndex, MetaRecord
 from kbtool.model import Paper, Source
-from kbtool.paper_io import arxiv_year_month, make_paper_id, normalize_title, write_paper
+from kbtool.paper_io import (
+    arxiv_year_month,
+    build_paper,
+    make_paper_id,
+    normalize_title,
+    write_paper,
+)
 from kbtool.venues import normalize_venue
 
 
@@ -31,7 +37,7 @@ def _display_title(title: str) -> str:
 
 
 def _find(papers: dict[str, Paper], record: MetaRecord) -> Paper | None:
-    keys = {normalize_title(t) for t in record.titles}
+    keys = {normalize_title(t) for t in record.titles} - {""}
     for paper in papers.values():
         if record.arxiv_id and paper.arxiv_id == record.arxiv_id:
             return paper
@@ -57,8 +63,8 @@ def _update(paper: Paper, record: MetaRecord, arxiv_free: bool) -> Paper:
     source_changes: dict[str, object] = {}
     if not paper.authors and record.authors:
         changes["authors"] = list(record.authors)
-    if record.authors and paper.source.metadata is None and (paper.authors or record.authors):
-        source_changes["metadata"] = record.authors_source
+        if paper.source.metadata is None:
+            source_changes["metadata"] = record.authors_source
     if paper.arxiv_id is None and record.arxiv_id and arxiv_free:
         changes["arxiv_id"] = record.arxiv_id
         if paper.url is None:
@@ -73,7 +79,9 @@ def _update(paper: Paper, record: MetaRecord, arxiv_free: bool) -> Paper:
     return paper.model_copy(update=changes) if changes else paper
 
 
-def import_metadata(root: Path, meta: MetadataIndex) -> MetadataReport:
+def import_metadata(
+    root: Path, meta: MetadataIndex, meta_source: str = "metadata"
+) -> MetadataReport:
     """Apply the metadata records to the papers under ``root``."""
     records = load_for_import(root)
     papers = {p.id: p for p in records.papers}
@@ -84,7 +92,7 @@ def import_metadata(root: Path, meta: MetadataIndex) -> MetadataReport:
             used = {p.arxiv_id for p in papers.values() if p.arxiv_id}
             new = _update(paper, record, arxiv_free=record.arxiv_id not in used)
             if new != paper:
-                papers[paper.id] = Paper.model_validate(new.model_dump())
+                papers[paper.id] = build_paper(f"{meta_source}:{record.line}", **new.model_dump())
                 if paper.id not in report.updated:
                     report.updated.append(paper.id)
             continue
@@ -98,7 +106,8 @@ def import_metadata(root: Path, meta: MetadataIndex) -> MetadataReport:
             continue
         title = _display_title(record.title)
         paper_id = make_paper_id(list(record.authors), year, title, set(papers))
-        papers[paper_id] = Paper(
+        papers[paper_id] = build_paper(
+            f"{meta_source}:{record.line}",
             id=paper_id,
             title=title,
             authors=list(record.authors),

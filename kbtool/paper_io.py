@@ -8,7 +8,10 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from kbtool.atomic import write_text_atomic
+from kbtool.errors import KnowledgeBaseError, Problem
 from kbtool.model import Paper
 from kbtool.safe_yaml import dump_yaml
 
@@ -91,11 +94,29 @@ def make_paper_id(authors: list[str], year: int, title: str, taken: set[str]) ->
     surname = _ascii_word(authors[0].split()[-1]) if authors and authors[0].split() else ""
     base = f"{surname}{year}{words[0]}" if surname else f"{words[0]}{year}{''.join(words[1:2])}"
     base = base[:60]
-    candidate, suffix = base, ord("b")
-    while candidate in taken:
-        candidate = f"{base}{chr(suffix)}"
-        suffix += 1
-    return candidate
+    if base not in taken:
+        return base
+    for letter in "bcdefghijklmnopqrstuvwxyz":
+        if f"{base}{letter}" not in taken:
+            return f"{base}{letter}"
+    n = 2  # more than 25 collisions: numbered suffixes
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def build_paper(where: str, **data: Any) -> Paper:  # noqa: ANN401
+    """A validated Paper; invalid source values become KnowledgeBaseError problems that name
+    the source entry (``where``, e.g. ``list.md:line 12``) and the field."""
+    try:
+        return Paper.model_validate(data)
+    except ValidationError as exc:
+        raise KnowledgeBaseError(
+            [
+                Problem(where, ".".join(str(x) for x in e["loc"]) or "(entry)", e["msg"])
+                for e in exc.errors(include_url=False)
+            ]
+        ) from exc
 
 
 def arxiv_year_month(arxiv_id: str) -> tuple[int, int]:

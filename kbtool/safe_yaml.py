@@ -36,27 +36,54 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def _has_alias(text: str) -> bool:
-    """Cheap scan for alias events using the fast C parser."""
+MAX_DEPTH = 100
+#: Below this many nesting indicators a file cannot be nested deeper than MAX_DEPTH.
+_NESTING_SCAN_THRESHOLD = MAX_DEPTH
+
+
+def _scan(text: str) -> tuple[bool, int]:
+    """(has an alias, deepest collection nesting), from libyaml's iterative event parser.
+
+    Composing a very deeply nested document recurses in C and can crash the interpreter, so
+    the depth is measured on the event stream first, which uses no recursion.
+    """
     loader = _BaseLoader(text)
+    depth = deepest = 0
     try:
         while loader.check_event():
-            if isinstance(loader.get_event(), yaml.AliasEvent):
-                return True
-        return False
+            event = loader.get_event()
+            if isinstance(event, yaml.AliasEvent):
+                return True, deepest
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                deepest = max(deepest, depth)
+                if deepest > MAX_DEPTH:  # no need to read further
+                    return False, deepest
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        return False, deepest
     finally:
         loader.dispose()
 
 
+def _may_be_deep(text: str) -> bool:
+    return text.count("[") + text.count("{") + text.count("- ") > _NESTING_SCAN_THRESHOLD
+
+
 def parse_yaml(text: str) -> Any:  # noqa: ANN401 - YAML data is untyped until validated
-    """Parse ``text`` as plain YAML data; raise YamlError on syntax errors or aliases."""
+    """Parse ``text`` as plain YAML data; raise YamlError on syntax errors, aliases or nesting
+    deeper than ``MAX_DEPTH``."""
     try:
-        if "*" in text and _has_alias(text):
-            loader = _NoAliasLoader(text)
-            try:
-                return loader.get_single_data()
-            finally:
-                loader.dispose()
+        if "*" in text or _may_be_deep(text):
+            has_alias, deepest = _scan(text)
+            if deepest > MAX_DEPTH:
+                raise YamlError(f"collections nested deeper than {MAX_DEPTH} levels")
+            if has_alias:
+                loader = _NoAliasLoader(text)
+                try:
+                    return loader.get_single_data()
+                finally:
+                    loader.dispose()
         return yaml.load(text, Loader=_BaseLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise YamlError(" ".join(str(exc).split())) from exc

@@ -71,8 +71,13 @@ SKILLS = {
 #: Typos of the printed table, fixed in our data (the printed value is kept as provenance).
 TYPO_FIXES = {"Alpaca Cata": "Alpaca Data", "LLaMa": "LLaMA", "InstrcutRec": "InstructRec"}
 #: One spelling per model family in the teacher/student columns ("GPT4" -> "GPT-4").
-MODEL_NAMES = {"GPT2": "GPT-2", "GPT3": "GPT-3", "GPT3.5": "GPT-3.5", "GPT4": "GPT-4",
-               "GPT4V": "GPT-4V"}
+MODEL_NAMES = {
+    "GPT2": "GPT-2",
+    "GPT3": "GPT-3",
+    "GPT3.5": "GPT-3.5",
+    "GPT4": "GPT-4",
+    "GPT4V": "GPT-4V",
+}
 #: Rows whose paper title does not contain the method name: method -> normalised title prefix.
 ROW_LINKS = {
     "Llama-GPT4": "instructiontuningwithgpt4",
@@ -161,14 +166,32 @@ def parse_summary(text: str) -> list[dict[str, str]]:
     reader = csv.DictReader(io.StringIO(text), delimiter="\t")
     if tuple(reader.fieldnames or ()) != COLUMNS:
         raise ValueError(f"unexpected columns {reader.fieldnames}; expected {list(COLUMNS)}")
-    return [dict(row) for row in reader]
+    rows = []
+    for number, row in enumerate(reader, start=1):
+        if None in row or any(row[c] is None for c in COLUMNS):
+            raise ValueError(
+                f"row {number} (line {reader.line_num}) has {len([v for v in row.values() if v])}"
+                f" cells; expected {len(COLUMNS)} tab-separated cells ({', '.join(COLUMNS)})"
+            )
+        rows.append(dict(row))
+    return rows
+
+
+def _label(table: dict[str, str], cell: str, column: str, row: dict[str, str]) -> str:
+    try:
+        return table[cell.casefold()]
+    except KeyError:
+        allowed = ", ".join(sorted(table))
+        raise ValueError(
+            f"row {row['method']!r}: column {column!r}: unknown label {cell!r} (known: {allowed})"
+        ) from None
 
 
 def normalise_row(row: dict[str, str]) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Our values of a row's facts, and the printed cells that differ from them."""
     skills = [SKILLS.get(s, (s, ""))[0] for s in _split(row["skill"], "/")]
-    elicitation = [ELICITATION[e.casefold()] for e in _split(row["elicitation"])]
-    objectives = [OBJECTIVE[o.casefold()] for o in _split(row["objective"])]
+    elicitation = [_label(ELICITATION, e, "elicitation", row) for e in _split(row["elicitation"])]
+    objectives = [_label(OBJECTIVE, o, "objective", row) for o in _split(row["objective"])]
     facts = {
         "teachers": [_model(t) for t in _split(row["teacher"])],
         "students": [_model(s) for s in _split(row["student"])],

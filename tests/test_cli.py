@@ -411,3 +411,21 @@ def test_no_arguments_shows_help() -> None:
     """``kbtool`` alone prints the command list."""
     result = invoke()
     assert "validate" in result.output
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """Atomic writes go through mkstemp (0600); the result must have open()'s mode instead."""
+    import os
+
+    from kbtool.atomic import write_text_atomic
+
+    umask = os.umask(0o022)
+    try:
+        target = tmp_path / "out.bib"
+        write_text_atomic(target, "x")
+        assert target.stat().st_mode & 0o777 == 0o644
+        target.chmod(0o640)
+        write_text_atomic(target, "y")  # replacing keeps the existing mode
+        assert target.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(umask)

@@ -371,3 +371,17 @@ def test_parallel_reading_gives_the_same_records_and_problems(
     assert parallel.papers == serial.papers
     assert parallel.problems == serial.problems
     assert any(p.file == "papers/broken.yaml" for p in parallel.problems)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 50_000 + "]" * 50_000, "- " * 50_000 + "x", "a: " + "{b: " * 200 + "c" + "}" * 200],
+)
+def test_deeply_nested_yaml_is_refused_without_crashing(kb: Path, text: str) -> None:
+    """libyaml composes nested collections recursively; very deep nesting must be refused
+    before composing (it used to crash the interpreter)."""
+    (kb / "papers" / "deep.yaml").write_text(text, encoding="utf-8")
+    started = time.perf_counter()
+    problem = only(in_file(kb, "papers/deep.yaml"))
+    assert "nested deeper than" in problem.message
+    assert time.perf_counter() - started < 5
