@@ -161,6 +161,10 @@ def query(
     elicitation: Annotated[str | None, typer.Option(help="Knowledge-elicitation node id.")] = None,
     teacher_access: Annotated[str | None, typer.Option(help="black-box or white-box.")] = None,
     text: Annotated[str | None, typer.Option(help="Words in the title or authors.")] = None,
+    cited_by_survey: Annotated[
+        bool | None,
+        typer.Option("--cited-by-survey/--not-cited-by-survey", help="In the survey's references."),
+    ] = None,
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table or json.")
     ] = OutputFormat.table,
@@ -181,6 +185,7 @@ def query(
         elicitation=elicitation,
         teacher_access=teacher_access,
         text=text,
+        cited_by_survey=cited_by_survey,
     )
     if output is OutputFormat.json:
         from kbtool.paper_io import paper_to_data

@@ -193,6 +193,15 @@ def test_query_json_real_data_matches_the_api() -> None:
     assert expected
 
 
+def test_query_cited_by_survey_flag_matches_the_api() -> None:
+    for flag, value in (("--cited-by-survey", True), ("--not-cited-by-survey", False)):
+        result = invoke("query", flag, "--format", "json", "--root", KB_SMALL)
+        assert result.exit_code == 0, result.output
+        got = [d["id"] for d in json.loads(result.stdout)]
+        assert got == [p.id for p in kbtool.load(KB_SMALL).query(cited_by_survey=value)]
+        assert got and all(d["cited_by_survey"] is value for d in json.loads(result.stdout))
+
+
 def test_query_table_and_unknown_node() -> None:
     """The table names the count; an unknown node is a clear error."""
     ok = invoke("query", "--node", "feature", "--root", KB_SMALL)
