@@ -70,7 +70,12 @@ def _entry(paper: Paper) -> model.Entry:
         fields.append(("url", paper.url))
     if paper.nodes:
         fields.append(("keywords", ", ".join(paper.nodes)))
-    return model.Entry(entry_type, paper.id, [model.Field(k, v) for k, v in fields])
+    # Months are written as BibTeX's month macros (jun, not {jun}) so styles localise them.
+    return model.Entry(
+        entry_type,
+        paper.id,
+        [model.Field(k, v, enclosing="no-enclosing" if k == "month" else None) for k, v in fields],
+    )
 
 
 def to_bibtex(papers: list[Paper]) -> str:

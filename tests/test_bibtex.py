@@ -156,3 +156,12 @@ def test_csl_json_of_the_real_kb_parses(real_kb: KnowledgeBase) -> None:
     items = json.loads(to_csl_json(list(real_kb.papers.values())))
     assert len(items) == len(real_kb.papers)
     assert all(i["title"] and i["issued"]["date-parts"][0][0] >= 1990 for i in items)
+
+
+def test_month_is_written_as_a_bibtex_macro() -> None:
+    """``month = jun`` (a macro styles can localise), not the string ``{jun}``."""
+    from kbtool.bibtex import to_bibtex
+
+    paper = kbtool.Paper(id="x2023y", title="Y", year=2023, month=6, venue="arXiv")
+    text = to_bibtex([paper])
+    assert "month = jun," in text and "{jun}" not in text
