@@ -210,11 +210,8 @@ def _row_sources(rows: list[AwesomeRow]) -> list[AwesomeRowSource]:
 
 
 def _merge_unique(old: list[str], new: list[str]) -> list[str]:
-    out = list(old)
-    for item in new:
-        if item not in out:
-            out.append(item)
-    return out
+    """``old`` followed by the items of ``new`` it lacks, in order, without duplicates."""
+    return list(dict.fromkeys([*old, *new]))
 
 
 def _new_paper(

@@ -32,7 +32,8 @@ PILLARS = (
 )
 
 
-def _norm(text: str) -> str:
+def normalize_text(text: str) -> str:
+    """Case-folded text with runs of whitespace collapsed: the key of substring filters."""
     return " ".join(text.casefold().split())
 
 
@@ -180,7 +181,7 @@ class KnowledgeBase:
             (text, ix.text),
         ):
             if needle:
-                key = _norm(needle)
+                key = normalize_text(needle)
                 pool = {pid for pid in pool if key in table[pid]}
         if year_min is not None or year_max is not None:
             lo = year_min if year_min is not None else -1
@@ -289,10 +290,16 @@ class _QueryIndex:
                 self.by_method.setdefault(m, set()).add(pid)
             for f in (*p.objectives, *p.elicitation):
                 self.by_fact.setdefault(f, set()).add(pid)
-        self.venue = {pid: _norm(p.venue) for pid, p in papers.items()}
-        self.teachers = {pid: "\n".join(_norm(t) for t in p.teachers) for pid, p in papers.items()}
-        self.students = {pid: "\n".join(_norm(t) for t in p.students) for pid, p in papers.items()}
-        self.text = {pid: _norm(p.title + " " + " ".join(p.authors)) for pid, p in papers.items()}
+        self.venue = {pid: normalize_text(p.venue) for pid, p in papers.items()}
+        self.teachers = {
+            pid: "\n".join(normalize_text(t) for t in p.teachers) for pid, p in papers.items()
+        }
+        self.students = {
+            pid: "\n".join(normalize_text(t) for t in p.students) for pid, p in papers.items()
+        }
+        self.text = {
+            pid: normalize_text(p.title + " " + " ".join(p.authors)) for pid, p in papers.items()
+        }
 
 
 def _tree_order(nodes: list[TaxonomyNode]) -> list[TaxonomyNode]:

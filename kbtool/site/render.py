@@ -22,7 +22,7 @@ import jinja2
 import yaml
 from markupsafe import Markup
 
-from kbtool.kb import KnowledgeBase
+from kbtool.kb import KnowledgeBase, normalize_text
 from kbtool.model import ELICITATION_NODES, OBJECTIVE_NODES, Method, Paper
 from kbtool.site import plots
 from kbtool.site.mathml import FormulaError, latex_to_mathml
@@ -104,10 +104,6 @@ def front_matter(title: str, **meta: Any) -> Markup:
     data = {"title": escape(title, quote=False), **meta}
     dumped = yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=10_000)
     return Markup(f"---\n{dumped}---\n")
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.casefold().split())
 
 
 def _exporters() -> tuple[Callable[[list[Paper]], str], Callable[[list[Paper]], str], Any]:
@@ -209,13 +205,13 @@ class _Renderer:
         nodes = sorted({a.id for nid in paper.nodes for a in kb.ancestors(nid)})
         attrs = {
             "data-year": str(paper.year),
-            "data-venue": _norm(paper.venue),
+            "data-venue": normalize_text(paper.venue),
             "data-code": "yes" if paper.has_code else "no",
             "data-pillars": " ".join(sorted({kb.pillar_of(n) for n in paper.nodes})),
             "data-nodes": " ".join(nodes),
-            "data-teachers": "|".join(sorted({_norm(t) for t in paper.teachers})),
+            "data-teachers": "|".join(sorted({normalize_text(t) for t in paper.teachers})),
             "data-objectives": " ".join(paper.objectives),
-            "data-text": _norm(paper.title + " " + " ".join(paper.authors)),
+            "data-text": normalize_text(paper.title + " " + " ".join(paper.authors)),
         }
         return Markup(" ".join(f'{k}="{escape(v, quote=True)}"' for k, v in attrs.items()))
 
@@ -227,7 +223,7 @@ class _Renderer:
             counts: Counter[str] = Counter()
             spellings: dict[str, Counter[str]] = {}
             for value in values:
-                key = _norm(value)
+                key = normalize_text(value)
                 counts[key] += 1
                 spellings.setdefault(key, Counter())[value] += 1
             order = sorted(counts, key=lambda k: (-counts[k], k))
