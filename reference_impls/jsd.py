@@ -31,8 +31,8 @@ def generalized_jsd(
     limit: as :math:`\beta \to 0` the weighted value tends to 0 (it behaves like
     :math:`\beta\, \mathrm{KL}(P \| Q)`), and as :math:`\beta \to 1` like
     :math:`(1 - \beta)\, \mathrm{KL}(Q \| P)`. TRL and Liger special-case the endpoints the
-    same way. :math:`\log M` is computed with logsumexp. The teacher is detached (constant
-    target); gradients flow to ``student_logits``.
+    same way. :math:`M` is formed in probability space and its log taken once. The teacher is
+    detached (constant target); gradients flow to ``student_logits``.
     """
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
@@ -41,8 +41,9 @@ def generalized_jsd(
         return _reduce_tokens(_kl_per_token(log_p, log_q), mask)
     if beta == 1.0:
         return _reduce_tokens(_kl_per_token(log_q, log_p), mask)
-    log_m = _log_mix(log_p, log_q, beta)
-    per_token = beta * _kl_per_token(log_p, log_m) + (1 - beta) * _kl_per_token(log_q, log_m)
+    p, q = log_p.exp(), log_q.exp()
+    log_m = _log_mix(p, q, beta)
+    per_token = beta * _kl_per_token(log_p, log_m, p) + (1 - beta) * _kl_per_token(log_q, log_m, q)
     return _reduce_tokens(per_token, mask)
 
 

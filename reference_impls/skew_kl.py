@@ -37,7 +37,8 @@ def skew_forward_kl(
     """
     _check_alpha(alpha)
     log_q, log_p, mask = _log_probs_pair(student_logits, teacher_logits, mask, temperature)
-    return _reduce_tokens(_kl_per_token(log_p, _log_mix(log_p, log_q, alpha)), mask)
+    p = log_p.exp()
+    return _reduce_tokens(_kl_per_token(log_p, _log_mix(p, log_q.exp(), alpha), p), mask)
 
 
 def skew_reverse_kl(
@@ -58,4 +59,5 @@ def skew_reverse_kl(
     """
     _check_alpha(alpha)
     log_q, log_p, mask = _log_probs_pair(student_logits, teacher_logits, mask, temperature)
-    return _reduce_tokens(_kl_per_token(log_q, _log_mix(log_q, log_p, alpha)), mask)
+    q = log_q.exp()
+    return _reduce_tokens(_kl_per_token(log_q, _log_mix(q, log_p.exp(), alpha), q), mask)

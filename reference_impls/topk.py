@@ -311,6 +311,7 @@ def topk_generalized_jsd(
     if beta == 1.0:
         per_token = _reverse_kl_per_token(log_q, log_p, topk_ids.shape[-1], tail)
         return _reduce_tokens(per_token, mask)
-    log_m = _log_mix(log_p, log_q, beta)
-    per_token = beta * _kl_per_token(log_p, log_m) + (1 - beta) * _kl_per_token(log_q, log_m)
+    p, q = log_p.exp(), log_q.exp()
+    log_m = _log_mix(p, q, beta)
+    per_token = beta * _kl_per_token(log_p, log_m, p) + (1 - beta) * _kl_per_token(log_q, log_m, q)
     return _reduce_tokens(per_token, mask)

@@ -413,10 +413,18 @@ def test_bad_arguments_raise_clear_errors(
 
 
 @pytest.mark.slow
-def test_compiled_and_eager_agree() -> None:
-    """One tiny case (compiling on CPU takes ~20 s cold): same value and gradients."""
-    x = make_inputs(torch.float32, n=8, bias=False)
-    kwargs: dict[str, Any] = {"loss": "forward_kl", "mask": x["mask"], "chunk_size": 8}
+@pytest.mark.parametrize(
+    ("bias", "kwargs"),
+    [
+        (False, {"loss": "forward_kl", "chunk_size": 8}),
+        # the benchmarked loss, with a ragged last chunk, bias and the hard-label term
+        (True, {"loss": "generalized_jsd", "beta": 0.3, "chunk_size": 5, "hard_weight": 0.25}),
+    ],
+)
+def test_compiled_and_eager_agree(bias: bool, kwargs: dict[str, Any]) -> None:
+    """Tiny cases (compiling on CPU takes ~20 s cold): same value and gradients."""
+    x = make_inputs(torch.float32, n=8, bias=bias)
+    kwargs = {**kwargs, "mask": x["mask"], "labels": x["labels"]}
     eager = fused(x, **kwargs)
     compiled = fused(x, compile=True, **kwargs)
     check_against(compiled, eager, x, 1e-5)
