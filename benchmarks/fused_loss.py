@@ -9,14 +9,13 @@ Methods:
 
 * ``full``: ``REGISTRY[loss](h_s @ W_s.T, h_t @ W_t.T)`` then ``backward`` (the baseline);
 * ``fused`` / ``fused_compiled``: :func:`reference_impls.fused.fused_linear_distill`, eager
-  and with ``compile=True``, at ``--chunk-size`` rows per chunk. The default ``auto`` sizes
-  each path's chunk by the temporaries it keeps: eager autograd holds about a dozen
-  ``chunk x V`` float32 tensors, the compiled step about four, so eager chunks hold up to 16M
-  logits (512 rows at V = 32000, 128 at V = 128256) and compiled ones 32M (1024 / 256);
+  and with ``compile=True``, at ``--chunk-size`` rows per chunk; the default ``auto`` keeps a
+  chunk near 32M logits (128 MiB per float32 tensor; the fused path holds two): 1024 rows at
+  V = 32000, 256 at V = 128256;
 * ``liger`` / ``liger_compiled``: ``liger_kernel.chunked_loss.LigerFusedLinearJSDLoss`` with
-  ``compiled=False`` / ``True`` at its default chunk size and at the chunk size of our path
-  of the same kind (only if liger-kernel is importable; it is an optional dependency and only
-  runs for ``--loss generalized_jsd``, the loss it implements, with the hard-label weight 0).
+  ``compiled=False`` / ``True`` at its default chunk size and at ours (only if liger-kernel
+  is importable; it is an optional dependency and only runs for ``--loss generalized_jsd``,
+  the loss it implements, with the hard-label weight set to 0).
 
 Usage::
 
@@ -49,19 +48,13 @@ LIGER_DEFAULT_CHUNK = 1024  # LigerFusedLinearJSDLoss(chunk_size=1024) in liger-
 FULL_GRID: dict[str, Any] = {"n": [1024, 2048, 4096], "v": [32000, 128256], "h": 1024}
 QUICK_GRID: dict[str, Any] = {"n": [1024, 2048], "v": [8000, 32000], "h": 256}
 TARGET_N, TARGET_V = 2048, 128256
-#: "auto" chunk budget in logits per chunk: eager autograd keeps about a dozen chunk x V
-#: temporaries alive, the compiled step about four, so the compiled path affords twice the rows.
-AUTO_CHUNK_LOGITS = {"eager": 2**24, "compiled": 2**25}
+AUTO_CHUNK_LOGITS = 2**25  # "auto" chunk: about 32M logits (128 MiB in float32) per chunk
 
 
-def auto_chunk_size(v: int, compiled: bool) -> int:
-    """Largest power of two in [64, 1024] with chunk x V within the path's budget.
-
-    Eager: 512 rows at V = 32000, 128 at V = 128256; compiled: 1024 and 256.
-    """
-    budget = AUTO_CHUNK_LOGITS["compiled" if compiled else "eager"]
+def auto_chunk_size(v: int) -> int:
+    """Largest power of two in [64, 1024] with chunk x V <= 2**25 (1024 at V=32000, 256 at 128k)."""
     chunk = 1024
-    while chunk > 64 and chunk * v > budget:
+    while chunk > 64 and chunk * v > AUTO_CHUNK_LOGITS:
         chunk //= 2
     return chunk
 
@@ -220,8 +213,8 @@ def _estimate_bytes(spec: Spec) -> int:
 
     Calibrated on this benchmark's CPU runs: the full-logits path keeps about twelve
     ``N x V`` float32 tensors alive (logits, log-probabilities, the mixture and their
-    gradients); the chunked paths about as many ``chunk x V`` tensors, plus the weights and
-    their gradient.
+    gradients); Liger's chunked path about as many ``chunk x V`` tensors (ours fewer), plus
+    the weights and their gradient.
     """
     item = 2 if spec.dtype in ("bfloat16", "float16") else 4
     weights = 4 * spec.v * spec.h * item  # W_s, W_t, grad W_s and one transient copy
@@ -256,25 +249,22 @@ def _liger_version() -> str | None:
     return proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 else None
 
 
-def _our_chunk(args: argparse.Namespace, v: int, compiled: bool) -> int:
+def _our_chunk(args: argparse.Namespace, v: int) -> int:
     """The fused path's chunk size for vocabulary ``v``: ``--chunk-size`` or the auto rule."""
-    return auto_chunk_size(v, compiled) if args.chunk_size == "auto" else int(args.chunk_size)
+    return auto_chunk_size(v) if args.chunk_size == "auto" else int(args.chunk_size)
 
 
 def _methods(args: argparse.Namespace, v: int, liger: bool) -> list[tuple[str, int | None]]:
-    """(method, chunk size) pairs to measure for one (N, V) cell.
-
-    Liger runs at its default chunk size and at ours: eager against our eager chunk, compiled
-    against our compiled chunk.
-    """
-    kinds = (False,) if args.no_compile else (False, True)
-    out: list[tuple[str, int | None]] = [("full", None)]
-    for compiled in kinds:
-        out.append(("fused_compiled" if compiled else "fused", _our_chunk(args, v, compiled)))
+    """(method, chunk size) pairs to measure for one (N, V) cell."""
+    ours = _our_chunk(args, v)
+    out: list[tuple[str, int | None]] = [("full", None), ("fused", ours)]
+    if not args.no_compile:
+        out.append(("fused_compiled", ours))
     if liger:
-        for compiled in kinds:
-            chunks = sorted({LIGER_DEFAULT_CHUNK, _our_chunk(args, v, compiled)})
-            method = "liger_compiled" if compiled else "liger"
+        chunks = sorted({LIGER_DEFAULT_CHUNK, ours})
+        for method in ("liger", "liger_compiled"):
+            if method == "liger_compiled" and args.no_compile:
+                continue
             out.extend((method, c) for c in chunks)
     return out
 
@@ -313,13 +303,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
-def _check_targets(
-    rows: list[dict[str, Any]], chunk: int, compiled_chunk: int
-) -> list[dict[str, Any]]:
-    """Evaluate the issue's targets on the (TARGET_N, TARGET_V) cell, where it was measured.
-
-    ``chunk`` / ``compiled_chunk``: the rows per chunk of our eager / compiled path there.
-    """
+def _check_targets(rows: list[dict[str, Any]], chunk: int) -> list[dict[str, Any]]:
+    """Evaluate the issue's targets on the (TARGET_N, TARGET_V) cell, where it was measured."""
     cell = {
         (r["method"], r["chunk_size"]): r
         for r in rows
@@ -332,14 +317,14 @@ def _check_targets(
         checks.append({"target": name, "value": value, "limit": limit, "met": ok})
 
     full, fused = cell.get(("full", None)), cell.get(("fused", chunk))
-    comp = cell.get(("fused_compiled", compiled_chunk))
+    comp = cell.get(("fused_compiled", chunk))
     if fused and full:
         add("fused peak memory / full", _ratio(fused["peak_bytes"], full["peak_bytes"]), 0.25)
         add("fused eager time / full", _ratio(fused["median_s"], full["median_s"]), 1.2)
     if comp and full:
         add("fused compiled time / full", _ratio(comp["median_s"], full["median_s"]), 1.0, True)
-    for ours, theirs, own in ((fused, "liger", chunk), (comp, "liger_compiled", compiled_chunk)):
-        for c in sorted({LIGER_DEFAULT_CHUNK, own}):
+    for ours, theirs in ((fused, "liger"), (comp, "liger_compiled")):
+        for c in sorted({LIGER_DEFAULT_CHUNK, chunk}):
             other = cell.get((theirs, c))
             if ours and other:
                 label = f"{ours['method']} / {theirs} (chunk {c})"
@@ -356,8 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--chunk-size",
         default="auto",
-        help="rows per chunk of the fused path, or 'auto': the largest power of two in "
-        "[64, 1024] with at most 2**24 (eager) / 2**25 (compiled) logits per chunk",
+        help="chunk size of the fused path, or 'auto': 2**25 // V as a power of two in [64, 1024]",
     )
     p.add_argument("--loss", default="generalized_jsd", help="token-level loss (REGISTRY name)")
     p.add_argument("--beta", type=float, default=0.5, help="beta of generalized_jsd")
@@ -445,9 +429,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     _print_table(rows)
-    checks = _check_targets(
-        rows, _our_chunk(args, TARGET_V, False), _our_chunk(args, TARGET_V, True)
-    )
+    checks = _check_targets(rows, _our_chunk(args, TARGET_V))
     if checks:
         print(f"\nTargets at N={TARGET_N}, V={TARGET_V}:")
         for c in checks:
@@ -475,10 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             "dtype": args.dtype,
             "h": grid["h"],
             "chunk_size": args.chunk_size,
-            "chunk_size_by_v": {
-                str(v): {"eager": _our_chunk(args, v, False), "compiled": _our_chunk(args, v, True)}
-                for v in grid["v"]
-            },
+            "chunk_size_by_v": {str(v): _our_chunk(args, v) for v in grid["v"]},
             "liger_default_chunk": LIGER_DEFAULT_CHUNK,
         },
         "rows": rows,

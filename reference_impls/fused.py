@@ -4,15 +4,20 @@ The lm head turns hidden states into logits, :math:`z_s = h_s W_s^\top + b_s` (s
 :math:`z_t = h_t W_t^\top + b_t` (teacher), ``[N, V]`` each. For a 128k vocabulary those two
 tensors, and the loss's temporaries over them, dwarf the model's activations. Because every
 token-level loss is a sum of independent per-token terms, the rows can be processed
-``chunk_size`` at a time: per chunk, compute the logits, the loss and its gradient
-:math:`g = \partial \mathcal{L} / \partial z_s`, then fold :math:`g` into the parameter
-gradients and drop the chunk,
+``chunk_size`` at a time: per chunk, compute the logits, then the loss and its gradient
+:math:`g = \partial \mathcal{L} / \partial z_s` (block by block, see below), fold :math:`g`
+into the parameter gradients and drop the chunk,
 
 .. math:: \nabla_{h_s} = g W_s, \qquad \nabla_{W_s} \mathrel{+}= g^\top h_s, \qquad
     \nabla_{b_s} \mathrel{+}= \textstyle\sum_i g_i .
 
-Normalisation is global: the loss of a chunk with :math:`n_c` counted tokens is its
-token-mean times :math:`n_c / n`, :math:`n` the count over all rows, so the chunks add up to
+Two sizes, for two kinds of work: the matmuls run on whole chunks (larger is faster), the loss
+on blocks of a few rows whose temporaries fit in a CPU core's cache (on GPU a block is the
+whole chunk). Each block's gradient overwrites its own student logits, so a chunk holds just
+two ``chunk_size × V`` tensors, the student's logits-then-gradient and the teacher's logits.
+
+Normalisation is global: the loss of a block with :math:`n_b` counted tokens is its
+token-mean times :math:`n_b / n`, :math:`n` the count over all rows, so the blocks add up to
 exactly the unfused token-mean. The objective, optionally with a hard-label term, is
 
 .. math:: \mathcal{L} = \lambda \frac{1}{n} \sum_{i \in \mathcal{C}}
@@ -44,13 +49,15 @@ from torch.autograd.function import once_differentiable
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
 _COMPILED_STEP: Callable[..., tuple[Tensor, Tensor | None]] | None = None
-#: Inductor stores an elementwise result as a ``chunk x V`` buffer once more than
+#: Inductor stores an elementwise result as a ``block x V`` buffer once more than
 #: ``realize_reads_threshold`` consumers read it (default 4), else recomputes it in each. A
 #: divergence's backward reads its log-probabilities, probabilities and mixture many times, so
-#: the default stores five or six such buffers per chunk; 8 recomputes most of them. On CPU at
-#: V = 32k-128k that lowers the compiled step's peak by one or two buffers and its time by
-#: 5-10 %: the step is bound by memory traffic, not by the extra exp/log.
+#: the default stores five or six such buffers; 8 recomputes most of them, which measured a
+#: few per cent faster on CPU at V = 32k-128k (the step is bound by memory traffic, not by
+#: the extra exp/log) and needs less memory.
 _REALIZE_READS_THRESHOLD = 8
+#: Logits per CPU thread in one loss block (2 MiB in float32): see :func:`_block_rows`.
+_CACHE_LOGITS_PER_THREAD = 2**19
 
 
 @dataclass(frozen=True)
@@ -81,13 +88,22 @@ def _logits(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return logits if bias is None else logits + bias
 
 
-def _chunk_value_and_grad(
-    hidden: Tensor,
-    weight: Tensor,
-    bias: Tensor | None,
-    t_hidden: Tensor,
-    t_weight: Tensor,
-    t_bias: Tensor | None,
+def _block_rows(vocab: int, device: torch.device, chunk_size: int) -> int:
+    """Rows per loss block: on CPU about 2 MiB of float32 logits per thread, else the chunk.
+
+    The loss's elementwise passes are bound by memory traffic; on CPU, blocks whose
+    temporaries stay in each core's cache run them about twice as fast as chunk-sized ones,
+    while the matmuls keep the full chunk (larger is faster there). GPUs want large kernels.
+    """
+    if device.type != "cpu":
+        return chunk_size
+    per_thread = max(1, _CACHE_LOGITS_PER_THREAD // vocab)
+    return max(1, min(chunk_size, per_thread * torch.get_num_threads()))
+
+
+def _block_value_and_grad(
+    student: Tensor,
+    teacher: Tensor | None,
     counted: Tensor,
     labels: Tensor | None,
     kd_scale: Tensor,
@@ -98,22 +114,17 @@ def _chunk_value_and_grad(
     hard_weight: float,
     ignore_index: int,
     params: Mapping[str, Any],
-    compute_dtype: torch.dtype,
     with_grad: bool,
     functional: bool,
 ) -> tuple[Tensor, Tensor | None]:
-    """Loss of one chunk (already globally normalised) and its gradient w.r.t. the student logits.
+    """Loss of a block of logit rows (globally normalised) and its gradient w.r.t. ``student``.
 
-    ``kd_scale`` = (1 - hard_weight) n_c / n turns the chunk's token-mean into its share of the
+    ``kd_scale`` = (1 - hard_weight) n_b / n turns the block's token-mean into its share of the
     global mean; ``ce_scale`` = hard_weight / n does the same for the summed cross-entropy.
-    This is the one function run per chunk. Eagerly (``functional=False``) the gradient comes
-    from ``torch.autograd.grad``; under ``torch.compile`` from ``torch.func.grad_and_value``,
-    which the compiler traces into a single forward-and-backward graph.
+    This is the one function run per block, for every loss. Eagerly (``functional=False``) the
+    gradient comes from ``torch.autograd.grad``; under ``torch.compile`` from
+    ``torch.func.grad_and_value``, which the compiler traces into one forward-and-backward graph.
     """
-    student = _logits(hidden, weight, bias).to(compute_dtype)
-    teacher = None
-    if hard_weight < 1.0:
-        teacher = _logits(t_hidden, t_weight, t_bias).to(compute_dtype)
 
     def objective(z_s: Tensor) -> Tensor:
         total = z_s.new_zeros(())
@@ -131,7 +142,7 @@ def _chunk_value_and_grad(
     if functional:
         grad, value = torch.func.grad_and_value(objective)(student)
         return value, grad
-    student.requires_grad_(True)
+    student = student.detach().requires_grad_(True)  # a leaf sharing the block's storage
     with torch.enable_grad():
         value = objective(student)
     (grad,) = torch.autograd.grad(value, student)
@@ -139,13 +150,13 @@ def _chunk_value_and_grad(
 
 
 def _step_function(compile: bool) -> Callable[..., tuple[Tensor, Tensor | None]]:
-    """The per-chunk step: eager, or compiled once per process on first use."""
+    """The per-block step: eager, or compiled once per process on first use."""
     global _COMPILED_STEP
     if not compile:
-        return functools.partial(_chunk_value_and_grad, functional=False)
+        return functools.partial(_block_value_and_grad, functional=False)
     if _COMPILED_STEP is None:
         _COMPILED_STEP = torch.compile(
-            functools.partial(_chunk_value_and_grad, functional=True),
+            functools.partial(_block_value_and_grad, functional=True),
             options={"realize_reads_threshold": _REALIZE_READS_THRESHOLD},
         )
     return _COMPILED_STEP
@@ -183,45 +194,56 @@ class _FusedLinearDistill(torch.autograd.Function):
         )
         total = torch.zeros((), dtype=dtype, device=hidden.device)
 
-        n = int(counted.sum())
+        counted_host = counted.cpu()  # block counts on the host: no device sync per block
+        n = int(counted_host.sum())
         step = _step_function(cfg.compile)
         kd_weight, ce_weight = 1.0 - cfg.hard_weight, cfg.hard_weight
+        ce_scale = torch.tensor(ce_weight / max(n, 1), dtype=dtype, device=hidden.device)
+        block = _block_rows(weight.shape[0], hidden.device, cfg.chunk_size)
         for start in range(0, hidden.shape[0], cfg.chunk_size):
             rows = slice(start, start + cfg.chunk_size)
-            counted_c = counted[rows]
-            n_c = int(counted_c.sum())
-            if n_c == 0:  # contributes 0 to the value and to every gradient
+            if not counted_host[rows].any():  # contributes 0 to the value and to every gradient
                 continue
             h_c = hidden[rows]
-            value, g = step(
-                h_c,
-                weight,
-                bias,
-                t_hidden[rows],
-                t_weight,
-                t_bias,
-                counted_c,
-                labels[rows] if labels is not None else None,
-                torch.tensor(kd_weight * n_c / n, dtype=dtype, device=hidden.device),
-                torch.tensor(ce_weight / n, dtype=dtype, device=hidden.device),
-                loss_fn=cfg.loss_fn,
-                temperature=cfg.temperature,
-                hard_weight=cfg.hard_weight,
-                ignore_index=cfg.ignore_index,
-                params=cfg.params,
-                compute_dtype=dtype,
-                with_grad=with_grad,
-            )
-            total += value.detach()
-            if g is None:
+            # the chunk's logits; each block's rows are overwritten by their gradient once used
+            z_s = _logits(h_c, weight, bias).to(dtype)
+            z_t = None
+            if cfg.hard_weight < 1.0:
+                z_t = _logits(t_hidden[rows], t_weight, t_bias).to(dtype)
+            for b_start in range(0, z_s.shape[0], block):
+                b_rows = slice(b_start, b_start + block)
+                n_b = int(counted_host[rows][b_rows].sum())
+                if n_b == 0:
+                    z_s[b_rows] = 0.0
+                    continue
+                value, g = step(
+                    z_s[b_rows],
+                    z_t[b_rows] if z_t is not None else None,
+                    counted[rows][b_rows],
+                    labels[rows][b_rows] if labels is not None else None,
+                    torch.tensor(kd_weight * n_b / n, dtype=dtype, device=hidden.device),
+                    ce_scale,
+                    loss_fn=cfg.loss_fn,
+                    temperature=cfg.temperature,
+                    hard_weight=cfg.hard_weight,
+                    ignore_index=cfg.ignore_index,
+                    params=cfg.params,
+                    with_grad=with_grad,
+                )
+                total += value.detach()
+                if g is not None:
+                    z_s[b_rows] = g
+            del z_t
+            if not with_grad:
                 continue
+            g_c = z_s  # now the gradient of the loss w.r.t. the chunk's student logits
             if grad_h is not None:
-                grad_h[rows] = g.to(weight.dtype) @ weight
+                grad_h[rows] = g_c.to(weight.dtype) @ weight
             if grad_w is not None:
-                grad_w.addmm_(g.T, h_c.to(dtype))
+                grad_w.addmm_(g_c.T, h_c.to(dtype))
             if grad_b is not None:
-                grad_b += g.sum(dim=0)
-            del g  # the chunk's logits and gradient are gone before the next chunk starts
+                grad_b += g_c.sum(dim=0)
+            del z_s, g_c  # the chunk's logits and gradient are gone before the next chunk
 
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.input_dtypes = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)
@@ -345,17 +367,20 @@ def fused_linear_distill(
     Hidden states are ``[..., H_s]`` / ``[..., H_t]`` with equal leading dims (``[N, H]``
     typically), weights ``[V, H_s]`` / ``[V, H_t]``, ``mask``/``labels`` ``[...]``. ``loss`` is
     a name in ``TOKEN_LEVEL_LOSSES`` (or a callable with the same contract); ``params`` go to
-    it (``beta=``, ``alpha=``, ``gamma=``...). ``compile=True`` runs each chunk's step through
-    ``torch.compile``. Returns a 0-dim tensor (float32 for half inputs); 0 with zero gradients
-    when no token counts.
+    it (``beta=``, ``alpha=``, ``gamma=``...). ``compile=True`` runs each block's step through
+    ``torch.compile``: one compilation per distinct setting (loss, parameters, temperature,
+    dtype), within torch's recompile limit (8 by default; beyond it the step runs eagerly).
+    Returns a 0-dim tensor (float32 for half inputs); 0 with zero gradients when no token
+    counts.
 
     Memory beyond the inputs: the gradient accumulators (one float32 copy of the student
-    weight) and the temporaries of one chunk: about a dozen ``chunk_size × V`` tensors for
-    the eager JSD, about four compiled. So eager, 512 rows suit V ≈ 32k and 128 rows V ≈ 128k;
-    compiled, 1024 and 256 (a chunk of a few hundred MiB, no slower than larger ones on CPU,
-    see ``benchmarks/fused_loss.py``). The gradients are computed in the forward
-    pass when grad mode is on (so forward costs the backward too); ``backward`` only scales
-    them by the incoming gradient. Second derivatives are not supported.
+    weight), two ``chunk_size × V`` float32 tensors (student logits, then their gradient;
+    teacher logits) and the loss's temporaries over one block of rows (a few MiB on CPU). At
+    V ≈ 128k, 256 rows keep that to about 250 MiB at no loss of speed on CPU (see
+    ``benchmarks/fused_loss.py``); the default 1024 suits V ≈ 32k. The gradients are computed
+    in the forward pass when grad mode is on (so forward costs the backward too);
+    ``backward`` only scales them by the incoming gradient. Second derivatives are not
+    supported.
     """
     _check_inputs(
         student_hidden,

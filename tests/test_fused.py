@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import Tensor
 
+import reference_impls.fused as fused_module
 from reference_impls import REGISTRY, TOKEN_LEVEL_LOSSES
 from reference_impls.fused import FusedLinearDistillLoss, fused_linear_distill
 
@@ -269,6 +270,51 @@ def test_never_more_than_chunk_size_rows_of_logits() -> None:
     out = fused(x, loss=spy, mask=mask, chunk_size=8)
     assert seen == [(8, V), (4, V)]
     check_against(out, ref, x, 1e-10)
+
+
+@pytest.mark.parametrize("name", TOKEN_LEVEL_LOSSES)
+def test_loss_blocks_inside_chunks_match_full_logits(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of 7 rows split into loss blocks of 3, 3 and 1; one block has nothing to count."""
+    monkeypatch.setattr(fused_module, "_block_rows", lambda vocab, device, chunk: 3)
+    x = make_inputs()
+    mask = x["mask"].clone()
+    mask[3:6] = False  # the second block of the first chunk: its gradient rows must be 0
+    mask[0] = True
+    z_s, z_t = full_logits(x)
+    params = PARAMS.get(name, {})
+    ref = REGISTRY[name](z_s, z_t, mask=mask, temperature=2.0, **params)
+    out = fused(x, loss=name, mask=mask, temperature=2.0, chunk_size=7, **params)
+    check_against(out, ref, x, 1e-10)
+
+
+def test_loss_sees_blocks_of_the_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused_module, "_block_rows", lambda vocab, device, chunk: 3)
+    x = make_inputs()
+    mask = torch.ones(N, dtype=torch.bool)
+    mask[3:6] = False
+    seen: list[int] = []
+
+    def spy(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor, **kw: Any) -> Tensor:
+        seen.append(student_logits.shape[0])
+        out: Tensor = REGISTRY["forward_kl"](student_logits, teacher_logits, mask, **kw)
+        return out
+
+    fused(x, loss=spy, mask=mask, chunk_size=7)
+    # N = 20: chunks of 7, 7, 6; blocks of 3 (the masked rows 3-5 are skipped)
+    assert seen == [3, 1, 3, 3, 1, 3, 3]
+
+
+def test_block_rows_rule() -> None:
+    """CPU: about 2**19 logits per thread, at least 1 row, at most the chunk; GPU: the chunk."""
+    cpu = torch.device("cpu")
+    threads = torch.get_num_threads()
+    assert fused_module._block_rows(17, cpu, 64) == 64
+    assert fused_module._block_rows(2**19, cpu, 1024) == min(1024, threads)
+    assert fused_module._block_rows(2**20, cpu, 1024) == min(1024, threads)
+    assert fused_module._block_rows(128256, cpu, 1024) == min(1024, 4 * threads)
+    assert fused_module._block_rows(128256, torch.device("cuda"), 256) == 256
 
 
 def test_leading_batch_dimensions_are_flattened() -> None:
