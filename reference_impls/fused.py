@@ -231,7 +231,9 @@ class _FusedLinearDistill(torch.autograd.Function):
                     with_grad=with_grad,
                 )
                 total += value.detach()
-                if g is not None:
+                if g is not None and block >= z_s.shape[0]:
+                    z_s = g  # a single block: take its gradient as it is, no copy
+                elif g is not None:
                     z_s[b_rows] = g
             del z_t
             if not with_grad:
