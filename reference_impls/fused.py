@@ -37,7 +37,6 @@ back to each input's dtype. The teacher never receives a gradient.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +46,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
+from reference_impls._common import _HALF_DTYPES, _check_temperature
+
 _COMPILED_STEP: Callable[..., tuple[Tensor, Tensor | None]] | None = None
 #: Inductor stores an elementwise result as a ``block x V`` buffer once more than
 #: ``realize_reads_threshold`` consumers read it (default 4), else recomputes it in each. A
@@ -400,8 +400,7 @@ def fused_linear_distill(
         raise ValueError(f"hard_weight must lie in [0, 1], got {hard_weight}")
     if hard_weight > 0.0 and labels is None:
         raise ValueError("hard_weight > 0 needs labels for the cross-entropy term")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    _check_temperature(temperature)
     cfg = _Config(
         loss_fn=_resolve_loss(loss),
         temperature=float(temperature),

@@ -367,6 +367,13 @@ def _lower(loss: str, other: str, metric: str) -> Callable[[Lookup], bool]:
 
 _GJSD_PATH = ("forward_kl", "js_divergence", "generalized_jsd", "reverse_kl")  # beta 0, .5, .9, 1
 
+#: What both AKL claims rest on: head and tail gaps of AKL and of the two KLs.
+_AKL_EVIDENCE = tuple(
+    (loss, metric)
+    for loss in ("adaptive_kl", "forward_kl", "reverse_kl")
+    for metric in ("head_gap", "tail_gap")
+)
+
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "fkl_mean_seeking",
@@ -426,11 +433,7 @@ CLAIMS: tuple[Claim, ...] = (
         ("wu2024rethinking",),
         "adaptive_kl's head gap and tail gap are each at most the larger of forward_kl's and "
         "reverse_kl's (it is never the worst of the three on either part)",
-        tuple(
-            (lo, m)
-            for lo in ("adaptive_kl", "forward_kl", "reverse_kl")
-            for m in ("head_gap", "tail_gap")
-        ),
+        _AKL_EVIDENCE,
         lambda v: all(
             v("adaptive_kl", m) <= max(v("forward_kl", m), v("reverse_kl", m))
             for m in ("head_gap", "tail_gap")
@@ -442,11 +445,7 @@ CLAIMS: tuple[Claim, ...] = (
         ("wu2024rethinking",),
         "adaptive_kl's head gap + tail gap (twice the total variation) is lower than both "
         "forward_kl's and reverse_kl's",
-        tuple(
-            (lo, m)
-            for lo in ("adaptive_kl", "forward_kl", "reverse_kl")
-            for m in ("head_gap", "tail_gap")
-        ),
+        _AKL_EVIDENCE,
         lambda v: all(
             v("adaptive_kl", "head_gap") + v("adaptive_kl", "tail_gap")
             < v(other, "head_gap") + v(other, "tail_gap")

@@ -1,9 +1,11 @@
-"""Shared pytest configuration: deterministic hypothesis runs in CI."""
+"""Shared pytest configuration: deterministic hypothesis runs in CI, a one-thread fixture."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import settings
 
 # CI (CI=true) explores the same examples on every run, so a red build is reproducible;
@@ -11,3 +13,15 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for the test, as ``run_demo`` uses: tiny tensors gain nothing from
+    more on a shared 2-core CPU, and in-process runs then match the demo's own."""
+    import torch  # here, not at the top: most test modules never import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,12 +34,8 @@ from reference_impls.zoo import ZooConfig, run_zoo
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one intra-op thread per test (see conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess[str]:
