@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kbtool.bibtex import from_bibtex
-from kbtool.errors import KnowledgeBaseError, Problem
+from kbtool.errors import KnowledgeBaseError, Problem, validation_message
 from kbtool.loader import Records, check_references, load_for_import
 from kbtool.model import Paper, Source
 from kbtool.paper_io import normalize_title, write_paper
@@ -46,7 +46,7 @@ def import_bibtex(root: Path, text: str, *, source: str) -> BibtexImportReport:
         except ValidationError as exc:
             for e in exc.errors(include_url=False):
                 loc = ".".join(str(x) for x in e["loc"]) or "(entry)"
-                problems.append(Problem(source, f"{key}.{loc}", e["msg"]))
+                problems.append(Problem(source, f"{key}.{loc}", validation_message(e)))
     problems += _reference_problems(records, new, source)
     if problems:
         raise KnowledgeBaseError(problems)

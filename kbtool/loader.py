@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from kbtool.errors import Problem
+from kbtool.errors import Problem, validation_message
 from kbtool.model import Method, MethodFile, Paper, Taxonomy, TaxonomyNode
 from kbtool.safe_yaml import YamlError, read_yaml
 
@@ -62,7 +62,7 @@ def _validate(
         return model.model_validate(data), []
     except ValidationError as exc:
         problems = [
-            Problem(rel, _field_path(tuple(err["loc"]), prefix), err["msg"])
+            Problem(rel, _field_path(tuple(err["loc"]), prefix), validation_message(err))
             for err in exc.errors(include_url=False)
         ]
         return None, problems

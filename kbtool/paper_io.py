@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kbtool.atomic import write_text_atomic
-from kbtool.errors import KnowledgeBaseError, Problem
+from kbtool.errors import KnowledgeBaseError, Problem, validation_message
 from kbtool.model import Paper
 from kbtool.safe_yaml import dump_yaml
 
@@ -113,7 +113,11 @@ def build_paper(where: str, **data: Any) -> Paper:  # noqa: ANN401
     except ValidationError as exc:
         raise KnowledgeBaseError(
             [
-                Problem(where, ".".join(str(x) for x in e["loc"]) or "(entry)", e["msg"])
+                Problem(
+                    where,
+                    ".".join(str(x) for x in e["loc"]) or "(entry)",
+                    validation_message(e),
+                )
                 for e in exc.errors(include_url=False)
             ]
         ) from exc

@@ -70,6 +70,46 @@ def _may_be_deep(text: str) -> bool:
     return text.count("[") + text.count("{") + text.count("- ") > _NESTING_SCAN_THRESHOLD
 
 
+def _estimated_nesting(text: str) -> int:
+    """A rough, parser-independent nesting depth: open flow brackets outside quotes, plus the
+    block levels of the current line (indentation steps and leading ``- `` indicators).
+
+    Used only when the YAML library itself refuses a document, to tell "too deeply nested"
+    (which recent PyYAML releases refuse on their own, with their own wording) from other
+    syntax errors, so the user always gets our message.
+    """
+    deepest = flow = 0
+    indents: list[int] = [0]
+    for line in text.splitlines():
+        body = line.lstrip(" ")
+        if not body or body.startswith("#"):
+            continue
+        indent = len(line) - len(body)
+        while indent < indents[-1]:
+            indents.pop()
+        if indent > indents[-1]:
+            indents.append(indent)
+        dashes = 0
+        while body.startswith("- ") or body == "-":
+            dashes += 1
+            body = body[2:].lstrip(" ")
+        quote = ""
+        for char in body:
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char == "#":
+                break
+            elif char in "[{":
+                flow += 1
+                deepest = max(deepest, flow + len(indents) + dashes)
+            elif char in "]}":
+                flow = max(flow - 1, 0)
+        deepest = max(deepest, flow + len(indents) + dashes)
+    return deepest
+
+
 def parse_yaml(text: str) -> Any:  # noqa: ANN401 - YAML data is untyped until validated
     """Parse ``text`` as plain YAML data; raise YamlError on syntax errors, aliases or nesting
     deeper than ``MAX_DEPTH``."""
@@ -86,7 +126,18 @@ def parse_yaml(text: str) -> Any:  # noqa: ANN401 - YAML data is untyped until v
                     loader.dispose()
         return yaml.load(text, Loader=_BaseLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise YamlError(" ".join(str(exc).split())) from exc
+        if _estimated_nesting(text) > MAX_DEPTH:
+            raise YamlError(f"collections nested deeper than {MAX_DEPTH} levels") from exc
+        raise YamlError(_syntax_message(exc)) from exc
+
+
+def _syntax_message(exc: yaml.YAMLError) -> str:
+    """Our message for a YAML syntax error: where it is (1-based line and column), then what."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        what = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {what}"
+    return "YAML syntax error: " + " ".join(str(exc).split())
 
 
 def read_yaml(path: Path) -> Any:  # noqa: ANN401

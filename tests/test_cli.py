@@ -45,6 +45,9 @@ def no_crash(result: Result) -> None:
     assert "Traceback" not in result.output
 
 
+LONG_UNKNOWN_NODE = "medical-healthcare-in-clinical-practice-and-hospitals"
+
+
 @pytest.fixture
 def broken_kb(tmp_path: Path) -> Path:
     """A copy of the fixture KB with two bad papers: year "abc", and an unknown node."""
@@ -55,7 +58,9 @@ def broken_kb(tmp_path: Path) -> Path:
     path.write_text(text, encoding="utf-8")
     ok = root / "papers" / "li2023chatdoctor.yaml"
     ok.write_text(
-        ok.read_text(encoding="utf-8").replace("  - medical-healthcare\n", "  - medical\n"),
+        ok.read_text(encoding="utf-8").replace(
+            "  - medical-healthcare\n", f"  - {LONG_UNKNOWN_NODE}\n"
+        ),
         encoding="utf-8",
     )
     return root
