@@ -396,10 +396,13 @@ def run(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     root: RootOption = None,
 ) -> None:
-    """Run the reference implementation's demo of a method's loss (imports torch lazily)."""
+    """Run the demo of a method's loss, as ``python -m reference_impls.demos <loss>`` does.
+
+    Imports torch lazily.
+    """
     loss = _loss_name(method, root)
     try:
-        from reference_impls.demo import run_demo  # lazy: torch is heavy
+        from reference_impls.demos import run_demo  # lazy: torch is heavy
     except ModuleNotFoundError as exc:
         raise CliError(f"the demos need torch ({exc}); install it with: pip install torch") from exc
 

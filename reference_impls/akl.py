@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from reference_impls._common import _kl_per_token, _log_probs_pair, _reduce_tokens
+from reference_impls.tokens import kl_per_token, log_probs_pair, reduce_tokens
 
 
 def adaptive_kl(
@@ -44,7 +44,7 @@ def adaptive_kl(
     """
     if not 0.0 <= mu <= 1.0:
         raise ValueError(f"mu must lie in [0, 1], got {mu}")
-    log_q, log_p, mask = _log_probs_pair(student_logits, teacher_logits, mask, temperature)
+    log_q, log_p, mask = log_probs_pair(student_logits, teacher_logits, mask, temperature)
     with torch.no_grad():
         p_sorted, order = log_p.exp().sort(dim=-1, descending=True, stable=True)
         gap = (p_sorted - log_q.exp().gather(-1, order)).abs()
@@ -55,5 +55,5 @@ def adaptive_kl(
         safe_total = torch.where(total > 0, total, torch.ones_like(total))
         w_head = torch.where(total > 0, g_head / safe_total, torch.full_like(total, 0.5))
         w_tail = torch.where(total > 0, g_tail / safe_total, torch.full_like(total, 0.5))
-    per_token = w_head * _kl_per_token(log_p, log_q) + w_tail * _kl_per_token(log_q, log_p)
-    return _reduce_tokens(per_token, mask)
+    per_token = w_head * kl_per_token(log_p, log_q) + w_tail * kl_per_token(log_q, log_p)
+    return reduce_tokens(per_token, mask)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from reference_impls._common import (
-    _check_mask,
-    _kl_per_token,
-    _log_probs_pair,
-    _reduce_tokens,
-    _tempered_log_softmax,
+from reference_impls.tokens import (
+    check_mask,
+    kl_per_token,
+    log_probs_pair,
     mask_from_labels,
+    reduce_tokens,
+    tempered_log_softmax,
 )
 
 
@@ -44,9 +44,9 @@ def confidence_aware_kl(
         gamma = gamma.detach()
     if not 0.0 <= float(gamma) <= 1.0:
         raise ValueError(f"gamma must lie in [0, 1], got {float(gamma)}")
-    log_q, log_p, mask = _log_probs_pair(student_logits, teacher_logits, mask, temperature)
-    per_token = gamma * _kl_per_token(log_q, log_p) + (1 - gamma) * _kl_per_token(log_p, log_q)
-    return _reduce_tokens(per_token, mask)
+    log_q, log_p, mask = log_probs_pair(student_logits, teacher_logits, mask, temperature)
+    per_token = gamma * kl_per_token(log_q, log_p) + (1 - gamma) * kl_per_token(log_p, log_q)
+    return reduce_tokens(per_token, mask)
 
 
 def teacher_confidence(
@@ -67,13 +67,13 @@ def teacher_confidence(
     """
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
-    mask = _check_mask(mask_from_labels(labels, ignore_index), teacher_logits)
+    mask = check_mask(mask_from_labels(labels, ignore_index), teacher_logits)
     vocab = teacher_logits.shape[-1]
     counted = labels[mask]
     if counted.numel() and (counted.min() < 0 or counted.max() >= vocab):
         raise ValueError(f"labels of counted tokens must lie in [0, {vocab}), got {counted}")
     with torch.no_grad():
-        log_p = _tempered_log_softmax(teacher_logits, temperature)
+        log_p = tempered_log_softmax(teacher_logits, temperature)
         index = torch.where(mask, labels, torch.zeros_like(labels)).unsqueeze(-1)
         p_label = log_p.gather(-1, index).squeeze(-1).exp()
-        return _reduce_tokens(p_label, mask)
+        return reduce_tokens(p_label, mask)

@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from reference_impls._common import _HALF_DTYPES, _check_temperature
+from reference_impls.registry import token_level_loss
+from reference_impls.tokens import HALF_DTYPES, TokenLevelLoss, check_temperature
 
 _COMPILED_STEP: Callable[..., tuple[Tensor, Tensor | None]] | None = None
 #: Inductor stores an elementwise result as a ``block x V`` buffer once more than
@@ -64,7 +65,7 @@ _CACHE_LOGITS_PER_THREAD = 2**19
 class _Config:
     """Non-tensor settings of one fused call (kept out of ``autograd.Function.apply``'s tensors)."""
 
-    loss_fn: Callable[..., Tensor]
+    loss_fn: TokenLevelLoss
     temperature: float
     chunk_size: int
     hard_weight: float
@@ -79,7 +80,7 @@ def _compute_dtype(*tensors: Tensor) -> torch.dtype:
     dtype = tensors[0].dtype
     for t in tensors[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
-    return torch.float32 if dtype in _HALF_DTYPES else dtype
+    return torch.float32 if dtype in HALF_DTYPES else dtype
 
 
 def _logits(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -109,7 +110,7 @@ def _block_value_and_grad(
     kd_scale: Tensor,
     ce_scale: Tensor,
     *,
-    loss_fn: Callable[..., Tensor],
+    loss_fn: TokenLevelLoss,
     temperature: float,
     hard_weight: float,
     ignore_index: int,
@@ -264,18 +265,9 @@ class _FusedLinearDistill(torch.autograd.Function):
         return (*grads, None, None, None, None, None, None)
 
 
-def _resolve_loss(loss: str | Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """Look ``loss`` up among the token-level losses (imported lazily: no import cycle)."""
-    if callable(loss):
-        return loss
-    from reference_impls import REGISTRY, TOKEN_LEVEL_LOSSES
-
-    if loss not in TOKEN_LEVEL_LOSSES:
-        raise ValueError(
-            f"loss must be a token-level loss, one of {', '.join(TOKEN_LEVEL_LOSSES)}; got {loss!r}"
-        )
-    fn: Callable[..., Tensor] = REGISTRY[loss]
-    return fn
+def _resolve_loss(loss: str | TokenLevelLoss) -> TokenLevelLoss:
+    """``loss`` itself, or the registry's token-level loss of that name."""
+    return token_level_loss(loss) if isinstance(loss, str) else loss
 
 
 def _check_inputs(
@@ -340,7 +332,7 @@ def fused_linear_distill(
     teacher_hidden: Tensor,
     teacher_weight: Tensor,
     *,
-    loss: str | Callable[..., Tensor] = "generalized_jsd",
+    loss: str | TokenLevelLoss = "generalized_jsd",
     mask: Tensor | None = None,
     temperature: float = 1.0,
     chunk_size: int = 1024,
@@ -400,7 +392,7 @@ def fused_linear_distill(
         raise ValueError(f"hard_weight must lie in [0, 1], got {hard_weight}")
     if hard_weight > 0.0 and labels is None:
         raise ValueError("hard_weight > 0 needs labels for the cross-entropy term")
-    _check_temperature(temperature)
+    check_temperature(temperature)
     cfg = _Config(
         loss_fn=_resolve_loss(loss),
         temperature=float(temperature),
@@ -442,7 +434,7 @@ class FusedLinearDistillLoss(nn.Module):
 
     def __init__(
         self,
-        loss: str | Callable[..., Tensor] = "generalized_jsd",
+        loss: str | TokenLevelLoss = "generalized_jsd",
         *,
         temperature: float = 1.0,
         chunk_size: int = 1024,

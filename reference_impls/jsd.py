@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from reference_impls._common import _kl_per_token, _log_mix, _log_probs_pair, _reduce_tokens
+from reference_impls.tokens import kl_per_token, log_mix, log_probs_pair, reduce_tokens
 
 
 def generalized_jsd(
@@ -36,15 +36,15 @@ def generalized_jsd(
     """
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
-    log_q, log_p, mask = _log_probs_pair(student_logits, teacher_logits, mask, temperature)
+    log_q, log_p, mask = log_probs_pair(student_logits, teacher_logits, mask, temperature)
     if beta == 0.0:
-        return _reduce_tokens(_kl_per_token(log_p, log_q), mask)
+        return reduce_tokens(kl_per_token(log_p, log_q), mask)
     if beta == 1.0:
-        return _reduce_tokens(_kl_per_token(log_q, log_p), mask)
+        return reduce_tokens(kl_per_token(log_q, log_p), mask)
     p, q = log_p.exp(), log_q.exp()
-    log_m = _log_mix(p, q, beta)
-    per_token = beta * _kl_per_token(log_p, log_m, p) + (1 - beta) * _kl_per_token(log_q, log_m, q)
-    return _reduce_tokens(per_token, mask)
+    log_m = log_mix(p, q, beta)
+    per_token = beta * kl_per_token(log_p, log_m, p) + (1 - beta) * kl_per_token(log_q, log_m, q)
+    return reduce_tokens(per_token, mask)
 
 
 def js_divergence(

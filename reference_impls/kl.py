@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from reference_impls._common import _kl_per_token, _log_probs_pair, _reduce_tokens
+from reference_impls.tokens import kl_per_token, log_probs_pair, reduce_tokens
 
 
 def forward_kl(
@@ -29,8 +29,8 @@ def forward_kl(
 
     The teacher is detached (constant target); gradients flow to ``student_logits``.
     """
-    log_q, log_p, mask = _log_probs_pair(student_logits, teacher_logits, mask, temperature)
-    return _reduce_tokens(_kl_per_token(log_p, log_q), mask)
+    log_q, log_p, mask = log_probs_pair(student_logits, teacher_logits, mask, temperature)
+    return reduce_tokens(kl_per_token(log_p, log_q), mask)
 
 
 def reverse_kl(
@@ -46,8 +46,8 @@ def reverse_kl(
 
     The teacher is detached (constant target); gradients flow to ``student_logits``.
     """
-    log_q, log_p, mask = _log_probs_pair(student_logits, teacher_logits, mask, temperature)
-    return _reduce_tokens(_kl_per_token(log_q, log_p), mask)
+    log_q, log_p, mask = log_probs_pair(student_logits, teacher_logits, mask, temperature)
+    return reduce_tokens(kl_per_token(log_q, log_p), mask)
 
 
 def soft_cross_entropy(
@@ -65,7 +65,7 @@ def soft_cross_entropy(
     added); DistiLLM's code calls this quantity "forward_kl". The teacher is detached
     (constant target); gradients flow to ``student_logits``.
     """
-    log_q, log_p, mask = _log_probs_pair(student_logits, teacher_logits, mask, temperature)
+    log_q, log_p, mask = log_probs_pair(student_logits, teacher_logits, mask, temperature)
     p = log_p.exp()
     p_log_q = torch.where(p > 0, p * log_q, torch.zeros_like(p))  # 0 * log 0 = 0
-    return _reduce_tokens(-p_log_q.sum(dim=-1), mask)
+    return reduce_tokens(-p_log_q.sum(dim=-1), mask)

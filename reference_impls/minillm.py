@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from reference_impls._common import _kl_per_token, _reduce_tokens, _upcast
+from reference_impls.tokens import kl_per_token, reduce_tokens, upcast
 
 
 def minillm_loss(
@@ -23,6 +23,7 @@ def minillm_loss(
     teacher_logits: Tensor,
     sampled_ids: Tensor,
     mask: Tensor,
+    *,
     gamma: float = 1.0,
     length_norm: bool = True,
     reduction: str = "mean",
@@ -66,7 +67,7 @@ def minillm_loss(
         )
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    s = _upcast(student_logits)
+    s = upcast(student_logits)
     log_q = s.log_softmax(-1)
     log_p = teacher_logits.detach().to(s.dtype).log_softmax(-1)
     counted = mask.bool()
@@ -84,8 +85,8 @@ def minillm_loss(
     if length_norm:
         future = future / n_after.clamp(min=1)
 
-    single_step = _kl_per_token(log_q, log_p)
+    single_step = kl_per_token(log_q, log_p)
     per_token = single_step - future * log_q_y
     if reduction == "sum":
         return torch.where(counted, per_token, 0.0).sum()
-    return _reduce_tokens(per_token, counted)
+    return reduce_tokens(per_token, counted)

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from reference_impls._common import (
-    _check_pair,
-    _kl_per_token,
-    _reduce_tokens,
-    _tempered_log_softmax,
+from reference_impls.tokens import (
+    check_pair,
+    kl_per_token,
+    reduce_tokens,
+    tempered_log_softmax,
 )
 
 
@@ -44,17 +44,17 @@ def multi_teacher_kl(
     n = len(teacher_logits_list)
     if n == 0:
         raise ValueError("teacher_logits_list must hold at least one teacher")
-    counted = [_check_pair(student_logits, t, mask) for t in teacher_logits_list][0]
+    counted = [check_pair(student_logits, t, mask) for t in teacher_logits_list][0]
     w = torch.ones(n) if weights is None else torch.as_tensor(weights).detach().cpu()
     w = w.to(torch.float64)
     if w.shape != (n,) or not bool(torch.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
         raise ValueError(
             f"weights must be {n} finite non-negative numbers with a positive sum, got {weights}"
         )
-    log_q = _tempered_log_softmax(student_logits, temperature)
-    log_ps = [_tempered_log_softmax(t.detach(), temperature) for t in teacher_logits_list]
+    log_q = tempered_log_softmax(student_logits, temperature)
+    log_ps = [tempered_log_softmax(t.detach(), temperature) for t in teacher_logits_list]
     dtype = functools.reduce(torch.promote_types, [x.dtype for x in (log_q, *log_ps)])
     log_w = (w / w.sum()).log().to(dtype=dtype, device=log_q.device)
     mixed = torch.stack([log_w[k] + log_ps[k].to(dtype) for k in range(n)])
     log_p = torch.log_softmax(torch.logsumexp(mixed, dim=0), dim=-1)  # renormalise: rounding
-    return _reduce_tokens(_kl_per_token(log_p, log_q.to(dtype)), counted)
+    return reduce_tokens(kl_per_token(log_p, log_q.to(dtype)), counted)

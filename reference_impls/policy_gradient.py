@@ -15,11 +15,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from reference_impls._common import _upcast
+from reference_impls.tokens import upcast
 
 
 def kl_regularized_pg_loss(
-    logps: Tensor, ref_logps: Tensor, rewards: Tensor, mask: Tensor, kl_coef: float
+    logps: Tensor, ref_logps: Tensor, rewards: Tensor, mask: Tensor, *, kl_coef: float
 ) -> Tensor:
     r"""Score-function surrogate whose gradient is an unbiased estimate of :math:`-\nabla J`.
 
@@ -52,7 +52,7 @@ def kl_regularized_pg_loss(
         )
     if rewards.shape != logps.shape[:1]:
         raise ValueError(f"rewards must be [B] = {tuple(logps.shape[:1])}, got {rewards.shape}")
-    logps = _upcast(logps)
+    logps = upcast(logps)
     counted = mask.bool()
     log_ratio = torch.where(counted, logps - ref_logps.to(logps.dtype), 0.0).detach()
     penalty_to_go = log_ratio.flip(-1).cumsum(-1).flip(-1)  # sum over t' >= t

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from reference_impls._common import _upcast
+from reference_impls.tokens import upcast
 
 
 def _same_shape_float(*tensors: Tensor) -> list[Tensor]:
@@ -21,7 +21,7 @@ def _same_shape_float(*tensors: Tensor) -> list[Tensor]:
         raise ValueError(f"inputs must share one shape, got {[tuple(t.shape) for t in tensors]}")
     if tensors[0].numel() == 0:
         raise ValueError("inputs must contain at least one pair")
-    return [_upcast(t) for t in tensors]
+    return [upcast(t) for t in tensors]
 
 
 def dpo_loss(
@@ -29,6 +29,7 @@ def dpo_loss(
     policy_rejected_logps: Tensor,
     ref_chosen_logps: Tensor,
     ref_rejected_logps: Tensor,
+    *,
     beta: float = 0.1,
 ) -> Tensor:
     r"""Direct Preference Optimization loss (Rafailov et al., 2023), batch mean.

@@ -12,12 +12,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from reference_impls._common import _upcast
+from reference_impls.tokens import upcast
 
 
 def rrhf_loss(
     seq_logps: Tensor,
     teacher_scores: Tensor,
+    *,
     best_nll: Tensor | None = None,
     sft_weight: float = 1.0,
 ) -> Tensor:
@@ -35,7 +36,7 @@ def rrhf_loss(
             "seq_logps and teacher_scores must both be [B, n]; got "
             f"{tuple(seq_logps.shape)} and {tuple(teacher_scores.shape)}"
         )
-    p = _upcast(seq_logps)
+    p = upcast(seq_logps)
     worse = teacher_scores.unsqueeze(-1) < teacher_scores.unsqueeze(-2)  # [b, i, j]: r_i < r_j
     hinge = (p.unsqueeze(-1) - p.unsqueeze(-2)).clamp(min=0)  # [b, i, j]: max(0, p_i - p_j)
     loss = torch.where(worse, hinge, 0.0).sum((-2, -1)).mean()
@@ -58,6 +59,6 @@ def pro_loss(seq_logps_ranked: Tensor) -> Tensor:
     """
     if seq_logps_ranked.dim() != 2 or seq_logps_ranked.shape[-1] < 2:
         raise ValueError(f"expected [B, n] with n >= 2, got {tuple(seq_logps_ranked.shape)}")
-    p = _upcast(seq_logps_ranked)
+    p = upcast(seq_logps_ranked)
     log_tail = p.flip(-1).logcumsumexp(-1).flip(-1)  # log sum_{i >= k} exp(p_i)
     return -(p - log_tail)[:, :-1].sum(-1).mean()

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from reference_impls._common import _reduce_tokens, _upcast
+from reference_impls.tokens import reduce_tokens, upcast
 
 
-def sft_loss(student_logits: Tensor, target_ids: Tensor, ignore_index: int = -100) -> Tensor:
+def sft_loss(student_logits: Tensor, target_ids: Tensor, *, ignore_index: int = -100) -> Tensor:
     r"""Token-mean cross-entropy of the student on teacher-written target tokens.
 
     .. math::
@@ -34,14 +34,14 @@ def sft_loss(student_logits: Tensor, target_ids: Tensor, ignore_index: int = -10
             f"student_logits {tuple(student_logits.shape)} must be target_ids "
             f"{tuple(target_ids.shape)} plus a trailing vocabulary dimension"
         )
-    logits = _upcast(student_logits)
+    logits = upcast(student_logits)
     counted = target_ids != ignore_index
     vocab = logits.shape[-1]
     if bool(((target_ids[counted] < 0) | (target_ids[counted] >= vocab)).any()):
         raise ValueError(f"target ids must lie in [0, {vocab}) or equal ignore_index")
     safe_ids = target_ids.masked_fill(~counted, 0).long()
     nll = -logits.log_softmax(-1).gather(-1, safe_ids.unsqueeze(-1)).squeeze(-1)
-    return _reduce_tokens(nll, counted)
+    return reduce_tokens(nll, counted)
 
 
 def rationale_sft_loss(

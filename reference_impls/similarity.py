@@ -17,14 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reference_impls._common import _reduce_tokens, _upcast
+from reference_impls.tokens import reduce_tokens, upcast
 
 Projection = nn.Module | Tensor | None
 
 
 def _align(student: Tensor, teacher: Tensor, projection: Projection) -> tuple[Tensor, Tensor]:
     """Upcast half inputs, detach the teacher, project the student, check the widths agree."""
-    student, teacher = _upcast(student), _upcast(teacher).detach()
+    student, teacher = upcast(student), upcast(teacher).detach()
     if isinstance(projection, Tensor):
         student = student @ projection.to(student.dtype)
     elif projection is not None:
@@ -43,7 +43,7 @@ def _masked_token_mean(per_token: Tensor, mask: Tensor | None) -> Tensor:
         mask = torch.ones_like(per_token, dtype=torch.bool)
     if mask.shape != per_token.shape:
         raise ValueError(f"mask {tuple(mask.shape)} must be {tuple(per_token.shape)}")
-    return _reduce_tokens(per_token, mask.bool())
+    return reduce_tokens(per_token, mask.bool())
 
 
 def _token_shapes(student: Tensor, teacher: Tensor) -> None:
@@ -180,7 +180,7 @@ def attention_kl(student_attn: Tensor, teacher_attn: Tensor, mask: Tensor | None
             "student_attn and teacher_attn must both be [B, heads, T, T]; got "
             f"{tuple(student_attn.shape)} and {tuple(teacher_attn.shape)}"
         )
-    s = _upcast(student_attn)
+    s = upcast(student_attn)
     t = teacher_attn.detach().to(s.dtype)
     tiny = torch.finfo(s.dtype).tiny
     per_row = (t * (t.clamp(min=tiny).log() - s.clamp(min=tiny).log())).sum(-1)  # [B, h, T]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from reference_impls._common import _kl_per_token, _log_mix, _log_probs_pair, _reduce_tokens
+from reference_impls.tokens import kl_per_token, log_mix, log_probs_pair, reduce_tokens
 
 
 def _check_alpha(alpha: float) -> None:
@@ -36,9 +36,9 @@ def skew_forward_kl(
     detached (constant target); gradients flow to ``student_logits``.
     """
     _check_alpha(alpha)
-    log_q, log_p, mask = _log_probs_pair(student_logits, teacher_logits, mask, temperature)
+    log_q, log_p, mask = log_probs_pair(student_logits, teacher_logits, mask, temperature)
     p = log_p.exp()
-    return _reduce_tokens(_kl_per_token(log_p, _log_mix(p, log_q.exp(), alpha), p), mask)
+    return reduce_tokens(kl_per_token(log_p, log_mix(p, log_q.exp(), alpha), p), mask)
 
 
 def skew_reverse_kl(
@@ -58,6 +58,6 @@ def skew_reverse_kl(
     detached (constant target); gradients flow to ``student_logits``.
     """
     _check_alpha(alpha)
-    log_q, log_p, mask = _log_probs_pair(student_logits, teacher_logits, mask, temperature)
+    log_q, log_p, mask = log_probs_pair(student_logits, teacher_logits, mask, temperature)
     q = log_q.exp()
-    return _reduce_tokens(_kl_per_token(log_q, _log_mix(q, log_p.exp(), alpha), q), mask)
+    return reduce_tokens(kl_per_token(log_q, log_mix(q, log_p.exp(), alpha), q), mask)

@@ -41,7 +41,6 @@ memory, and ``safetensors.torch.save_file`` would need numpy.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import math
@@ -49,7 +48,6 @@ import os
 import shutil
 import struct
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from pathlib import Path
 from typing import IO, Any
@@ -58,153 +56,27 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
+from reference_impls.cache_format import (
+    DTYPE_NAMES,
+    DTYPES,
+    FORMAT,
+    FORMAT_VERSION,
+    IDS_DTYPES,
+    LOGPROBS_DTYPES,
+    TeacherCacheError,
+    check_cache_header,
+    file_sha256,
+    header_bytes,
+    read_header,
+    save_tensors,
+    tensor_bytes,
+)
+from reference_impls.jobs import Progress, write_atomic, write_text_atomic
 from reference_impls.topk import teacher_topk
 
-FORMAT = "kd-atlas-teacher-topk"
-FORMAT_VERSION = "1"
-_MAX_HEADER = 100 * 1024 * 1024  # the limit safetensors itself enforces
 _AUTO_VERIFY_BYTES = 16 * 1024 * 1024  # open() checks the checksum of smaller files by default
-_READ_BLOCK = 1 << 20
-_DTYPES: dict[str, tuple[torch.dtype, str]] = {  # our name -> (torch dtype, safetensors code)
-    "int32": (torch.int32, "I32"),
-    "int64": (torch.int64, "I64"),
-    "float32": (torch.float32, "F32"),
-    "bfloat16": (torch.bfloat16, "BF16"),
-}
-_DTYPE_NAMES = {torch_dtype: name for name, (torch_dtype, _) in _DTYPES.items()}
-_IDS_DTYPES = ("int32", "int64")
-_LOGPROBS_DTYPES = ("float32", "bfloat16")
 
 Teacher = Callable[[Tensor], Tensor]  # ids [B, L] -> logits [B, L, V]
-
-
-class TeacherCacheError(ValueError):
-    """A cache file (or a partial directory) is truncated, corrupt or not a teacher cache."""
-
-
-# ------------------------------------------------------------------------------ raw format
-
-
-def _tensor_bytes(t: Tensor) -> bytes:
-    """The raw little-endian bytes of ``t`` (a copy; torch alone, no numpy)."""
-    t = t.detach().to("cpu").contiguous()
-    n = t.numel() * t.element_size()
-    return ctypes.string_at(t.data_ptr(), n) if n else b""
-
-
-def _header(entries: Sequence[tuple[str, Tensor]], metadata: dict[str, str]) -> bytes:
-    """Length prefix plus JSON header for tensors laid out back to back in ``entries`` order.
-
-    Keys are sorted and the JSON is padded with spaces to a multiple of 8 bytes (so the data
-    region starts aligned), which makes the header a pure function of its content.
-    """
-    header: dict[str, Any] = {"__metadata__": metadata}
-    position = 0
-    for name, t in entries:
-        n = t.numel() * t.element_size()
-        header[name] = {
-            "dtype": _DTYPES[_DTYPE_NAMES[t.dtype]][1],
-            "shape": list(t.shape),
-            "data_offsets": [position, position + n],
-        }
-        position += n
-    raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw
-
-
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through a temporary sibling, fsync, then rename it into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _bytes_writer(data: bytes) -> Callable[[IO[bytes]], None]:
-    """A writer for :func:`_write_atomic` that writes ``data``."""
-
-    def write(f: IO[bytes]) -> None:
-        f.write(data)
-
-    return write
-
-
-def _save_tensors(path: Path, entries: Sequence[tuple[str, Tensor]], meta: dict[str, str]) -> None:
-    """Write a small safetensors file atomically (the shards of a partial directory)."""
-
-    def write(f: IO[bytes]) -> None:
-        f.write(_header(entries, meta))
-        for _, t in entries:
-            f.write(_tensor_bytes(t))
-
-    _write_atomic(path, write)
-
-
-def _file_sha256(path: Path, start: int = 0) -> str:
-    """SHA-256 of the bytes of ``path`` from ``start`` to the end, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        f.seek(start)
-        while block := f.read(_READ_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _read_header(path: Path) -> tuple[int, dict[str, Any]]:
-    """Parse and size-check a safetensors header; return ``(data_start, header)``.
-
-    Raises :class:`TeacherCacheError` naming ``path`` if the file is shorter than its header
-    announces, longer than its tensors, or the header is not valid JSON.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher cache {path} does not exist")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        prefix = f.read(8)
-        if len(prefix) < 8:
-            raise TeacherCacheError(
-                f"{path} is truncated: {size} bytes, not even the 8-byte header length"
-            )
-        (n,) = struct.unpack("<Q", prefix)
-        if n > _MAX_HEADER or 8 + n > size:
-            raise TeacherCacheError(
-                f"{path} is truncated or not a safetensors file: its header length field says "
-                f"{n} bytes but the file has {size} bytes"
-            )
-        raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise TeacherCacheError(
-            f"{path}: the header is not valid JSON ({err}); corrupt file?"
-        ) from err
-    if not isinstance(header, dict):
-        raise TeacherCacheError(f"{path}: the header is not a JSON object; corrupt file?")
-    try:
-        ends = [
-            int(entry["data_offsets"][1])
-            for name, entry in header.items()
-            if name != "__metadata__"
-        ]
-    except (TypeError, KeyError, IndexError, ValueError) as err:
-        raise TeacherCacheError(
-            f"{path}: malformed tensor entry in the header ({err!r}); corrupt file?"
-        ) from err
-    expected = 8 + n + (max(ends) if ends else 0)
-    if size < expected:
-        raise TeacherCacheError(
-            f"{path} is truncated: its header describes {expected} bytes but the file has "
-            f"{size}; rewrite it with write_teacher_cache (an interrupted run resumes)"
-        )
-    if size > expected:
-        raise TeacherCacheError(
-            f"{path} has {size - expected} unexpected trailing bytes after its tensors "
-            f"({size} bytes, {expected} expected); corrupt file?"
-        )
-    return 8 + n, header
 
 
 # ------------------------------------------------------------------------------------ read
@@ -228,8 +100,8 @@ class TeacherCache:
         self.storage_temperature = float(meta["storage_temperature"])
         self.teacher = meta["teacher"]
         self.n_tokens = int(meta["n_tokens"])
-        self.ids_dtype = _DTYPES[meta["ids_dtype"]][0]
-        self.logprobs_dtype = _DTYPES[meta["logprobs_dtype"]][0]
+        self.ids_dtype = DTYPES[meta["ids_dtype"]][0]
+        self.logprobs_dtype = DTYPES[meta["logprobs_dtype"]][0]
         try:
             self._file = safe_open(str(path), framework="pt", device="cpu")
             self.offsets: Tensor = self._file.get_tensor("offsets")  # type: ignore[no-untyped-call]
@@ -255,8 +127,8 @@ class TeacherCache:
         so for files up to 16 MiB, where it is cheap.
         """
         path = Path(path)
-        data_start, header = _read_header(path)
-        _check_cache_header(path, header)
+        data_start, header = read_header(path)
+        check_cache_header(path, header)
         cache = cls(path, header, data_start)
         if verify or (verify is None and path.stat().st_size <= _AUTO_VERIFY_BYTES):
             try:
@@ -268,7 +140,7 @@ class TeacherCache:
 
     def verify(self) -> None:
         """Recompute the data's SHA-256; raise :class:`TeacherCacheError` if it differs."""
-        actual = _file_sha256(self.path, self._data_start)
+        actual = file_sha256(self.path, self._data_start)
         if actual != self.metadata["sha256"]:
             raise TeacherCacheError(
                 f"{self.path}: checksum mismatch: the tensor data hash to sha256 {actual} but the "
@@ -329,90 +201,7 @@ class TeacherCache:
         )
 
 
-def _check_cache_header(path: Path, header: dict[str, Any]) -> None:
-    """Check that the metadata and the three tensors' dtypes and shapes agree."""
-    meta = header.get("__metadata__")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise TeacherCacheError(f"{path} is not a teacher top-k cache (no '{FORMAT}' metadata)")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise TeacherCacheError(
-            f"{path} has cache format version {meta.get('format_version')!r}; this reader "
-            f"understands version {FORMAT_VERSION}"
-        )
-    required = (
-        "k",
-        "vocab_size",
-        "storage_temperature",
-        "ids_dtype",
-        "logprobs_dtype",
-        "n_sequences",
-        "n_tokens",
-        "teacher",
-        "sha256",
-    )
-    missing = [key for key in required if key not in meta]
-    if missing:
-        raise TeacherCacheError(f"{path}: metadata lacks {missing}; corrupt file?")
-    try:
-        k, n_seq, n_tok = int(meta["k"]), int(meta["n_sequences"]), int(meta["n_tokens"])
-        int(meta["vocab_size"]), float(meta["storage_temperature"])
-    except ValueError as err:
-        raise TeacherCacheError(f"{path}: malformed metadata ({err}); corrupt file?") from err
-    if meta["ids_dtype"] not in _IDS_DTYPES or meta["logprobs_dtype"] not in _LOGPROBS_DTYPES:
-        raise TeacherCacheError(f"{path}: unsupported dtypes in metadata; corrupt file?")
-    expected = {
-        "offsets": ("I64", [n_seq + 1]),
-        "ids": (_DTYPES[meta["ids_dtype"]][1], [n_tok, k]),
-        "logprobs": (_DTYPES[meta["logprobs_dtype"]][1], [n_tok, k]),
-    }
-    for name, (dtype, shape) in expected.items():
-        entry = header.get(name)
-        if not isinstance(entry, dict) or [entry.get("dtype"), entry.get("shape")] != [
-            dtype,
-            shape,
-        ]:
-            raise TeacherCacheError(
-                f"{path}: tensor {name!r} should be {dtype} {shape} per the metadata, the header "
-                f"says {entry}; corrupt file?"
-            )
-
-
 # ----------------------------------------------------------------------------------- write
-
-
-class _Progress:
-    """A one-line textual progress indicator on stderr (torch-only: no tqdm, no rich)."""
-
-    def __init__(self, total: int | None, enabled: bool, stream: IO[str] | None = None) -> None:
-        self.total, self.enabled = total, enabled
-        self.stream = stream if stream is not None else sys.stderr
-        self.start = time.perf_counter()
-        self.chunks = self.tokens = self.skipped = 0
-        self.last_draw = -math.inf
-
-    def update(self, tokens: int, *, skipped: bool = False) -> None:
-        self.chunks += 1
-        self.skipped += skipped
-        if not skipped:
-            self.tokens += tokens
-        now = time.perf_counter()
-        if not self.enabled or (now - self.last_draw < 0.2 and self.chunks != self.total):
-            return
-        self.last_draw = now
-        elapsed = now - self.start
-        of = f"/{self.total}" if self.total is not None else ""
-        rate = self.tokens / elapsed if elapsed > 0 else 0.0
-        resumed = f", {self.skipped} resumed" if self.skipped else ""
-        self.stream.write(
-            f"\rteacher cache: chunk {self.chunks}{of}{resumed}, {self.tokens} tokens, "
-            f"{rate:,.0f} tok/s, {elapsed:.1f} s   "
-        )
-        self.stream.flush()
-
-    def close(self, message: str) -> None:
-        if self.enabled:
-            self.stream.write(f"\n{message}\n")
-            self.stream.flush()
 
 
 def _as_sequence(seq: Sequence[int] | Tensor) -> Tensor:
@@ -437,7 +226,7 @@ def _sequences_sha256(chunk: list[Tensor]) -> str:
     digest = hashlib.sha256()
     for seq in chunk:
         digest.update(struct.pack("<Q", seq.numel()))
-        digest.update(_tensor_bytes(seq))
+        digest.update(tensor_bytes(seq))
     return digest.hexdigest()
 
 
@@ -540,11 +329,11 @@ def write_teacher_cache(
         )
     if not (math.isfinite(storage_temperature) and storage_temperature > 0):
         raise ValueError(f"storage_temperature must be finite and > 0, got {storage_temperature}")
-    ids_name, lps_name = _DTYPE_NAMES.get(ids_dtype), _DTYPE_NAMES.get(logprobs_dtype)
-    if ids_name not in _IDS_DTYPES or lps_name not in _LOGPROBS_DTYPES:
+    ids_name, lps_name = DTYPE_NAMES.get(ids_dtype), DTYPE_NAMES.get(logprobs_dtype)
+    if ids_name not in IDS_DTYPES or lps_name not in LOGPROBS_DTYPES:
         raise ValueError(
-            f"ids_dtype must be one of {_IDS_DTYPES} and logprobs_dtype one of "
-            f"{_LOGPROBS_DTYPES}, got {ids_dtype} and {logprobs_dtype}"
+            f"ids_dtype must be one of {IDS_DTYPES} and logprobs_dtype one of "
+            f"{LOGPROBS_DTYPES}, got {ids_dtype} and {logprobs_dtype}"
         )
     if sys.byteorder != "little":
         raise RuntimeError(
@@ -569,7 +358,7 @@ def write_teacher_cache(
     partial.mkdir(parents=True, exist_ok=True)
     state = _load_state(partial, settings)
     total = math.ceil(len(sequences) / chunk_size) if isinstance(sequences, Sized) else None
-    bar = _Progress(total, progress)
+    bar = Progress(total, enabled=progress, min_interval=0.2)
 
     index = -1
     for index, chunk in enumerate(_chunks(sequences, chunk_size)):
@@ -580,7 +369,7 @@ def write_teacher_cache(
                     f"chunk {index} holds other sequences than in the interrupted run kept in "
                     f"{partial}; pass the same sequences in the same order, or delete it"
                 )
-            bar.update(state["chunks"][index]["n_tokens"], skipped=True)
+            bar.advance(f"teacher cache: chunk {index + 1} resumed")
             continue
         ids, lps, vocab = _topk_of_chunk(
             teacher,
@@ -601,7 +390,7 @@ def write_teacher_cache(
         state["vocab_size"] = vocab
         lengths = torch.tensor([seq.numel() for seq in chunk], dtype=torch.int64)
         shard = partial / f"chunk-{index:06d}.safetensors"
-        _save_tensors(shard, [("lengths", lengths), ("ids", ids), ("logprobs", lps)], {})
+        save_tensors(shard, [("lengths", lengths), ("ids", ids), ("logprobs", lps)], {})
         state["chunks"].append(
             {
                 "file": shard.name,
@@ -611,8 +400,8 @@ def write_teacher_cache(
                 "sequences_sha256": fingerprint,
             }
         )
-        _write_atomic(partial / "state.json", _bytes_writer(json.dumps(state).encode()))
-        bar.update(ids.shape[0])
+        write_text_atomic(partial / "state.json", json.dumps(state))
+        bar.advance(f"teacher cache: chunk {index + 1}, {ids.shape[0]} tokens")
     if index < 0:
         raise ValueError("no sequences to cache")
     if index + 1 < len(state["chunks"]):
@@ -647,10 +436,10 @@ def _merge(path: Path, partial: Path, state: dict[str, Any]) -> None:
     n_tokens, k = int(offsets[-1]), settings["k"]
     shapes = [  # meta tensors: dtype and shape for the header, no data
         ("offsets", offsets),
-        ("ids", torch.empty(n_tokens, k, dtype=_DTYPES[settings["ids_dtype"]][0], device="meta")),
+        ("ids", torch.empty(n_tokens, k, dtype=DTYPES[settings["ids_dtype"]][0], device="meta")),
         (
             "logprobs",
-            torch.empty(n_tokens, k, dtype=_DTYPES[settings["logprobs_dtype"]][0], device="meta"),
+            torch.empty(n_tokens, k, dtype=DTYPES[settings["logprobs_dtype"]][0], device="meta"),
         ),
     ]
     metadata = {
@@ -668,12 +457,12 @@ def _merge(path: Path, partial: Path, state: dict[str, Any]) -> None:
     }
 
     def write(f: IO[bytes]) -> None:
-        placeholder = _header(shapes, metadata)
+        placeholder = header_bytes(shapes, metadata)
         f.write(placeholder)
         digest = hashlib.sha256()
 
         def emit(t: Tensor) -> None:
-            data = _tensor_bytes(t)
+            data = tensor_bytes(t)
             digest.update(data)
             f.write(data)
 
@@ -688,9 +477,9 @@ def _merge(path: Path, partial: Path, state: dict[str, Any]) -> None:
                     )
                 emit(t)
         metadata["sha256"] = digest.hexdigest()
-        final = _header(shapes, metadata)
+        final = header_bytes(shapes, metadata)
         assert len(final) == len(placeholder)
         f.seek(0)
         f.write(final)
 
-    _write_atomic(path, write)
+    write_atomic(path, write)

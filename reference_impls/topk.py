@@ -57,13 +57,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from reference_impls._common import (
-    _check_mask,
-    _check_temperature,
-    _kl_per_token,
-    _log_mix,
-    _reduce_tokens,
-    _upcast,
+from reference_impls.tokens import (
+    check_mask,
+    check_temperature,
+    kl_per_token,
+    log_mix,
+    reduce_tokens,
+    upcast,
 )
 
 TailMode = Literal["bucket", "renormalize"]
@@ -79,10 +79,10 @@ def teacher_topk(
     ``logprobs`` are :math:`\log \mathrm{softmax}(z_t / T)` over the full vocabulary (float32
     for half inputs), the values :mod:`reference_impls.teacher_cache` stores; ``ids`` are int64.
     """
-    _check_temperature(temperature)
+    check_temperature(temperature)
     if not 1 <= k <= teacher_logits.shape[-1]:
         raise ValueError(f"k must lie in [1, V={teacher_logits.shape[-1]}], got {k}")
-    log_p = torch.log_softmax(_upcast(teacher_logits.detach()) / temperature, dim=-1)
+    log_p = torch.log_softmax(upcast(teacher_logits.detach()) / temperature, dim=-1)
     values, ids = log_p.topk(k, dim=-1)
     return ids, values
 
@@ -119,7 +119,7 @@ def _check_topk_inputs(
     k, vocab = i_shape[-1], s_shape[-1]
     if not 1 <= k <= vocab:
         raise ValueError(f"k must lie in [1, V={vocab}], got k={k} (topk_ids {i_shape})")
-    mask = _check_mask(mask, student_logits)
+    mask = check_mask(mask, student_logits)
     ids, a = topk_ids[mask], topk_logprobs.detach()[mask].float()
     if ids.numel() == 0:
         return mask
@@ -160,10 +160,10 @@ def _slots(
     """
     if tail not in _TAIL_MODES:
         raise ValueError(f"tail must be one of {_TAIL_MODES}, got {tail!r}")
-    _check_temperature(temperature)
-    _check_temperature(storage_temperature)
+    check_temperature(temperature)
+    check_temperature(storage_temperature)
     mask = _check_topk_inputs(student_logits, topk_ids, topk_logprobs, mask)
-    z, a = _upcast(student_logits), _upcast(topk_logprobs.detach())
+    z, a = upcast(student_logits), upcast(topk_logprobs.detach())
     dtype = torch.promote_types(z.dtype, a.dtype)
     z, a = z.to(dtype), a.to(dtype)
     k, vocab = topk_ids.shape[-1], z.shape[-1]
@@ -233,15 +233,15 @@ def topk_forward_kl(
     log_q, log_p, mask = _slots(
         student_logits, topk_ids, topk_logprobs, mask, temperature, storage_temperature, tail
     )
-    return _reduce_tokens(_kl_per_token(log_p, log_q), mask)
+    return reduce_tokens(kl_per_token(log_p, log_q), mask)
 
 
 def _reverse_kl_per_token(log_q: Tensor, log_p: Tensor, k: int, tail: str) -> Tensor:
     """Per-token reverse KL on the slots; ``renormalize`` conditions the student on the top-k."""
     if tail == "renormalize":
         top = log_q[..., :k]
-        return _kl_per_token(top - top.logsumexp(dim=-1, keepdim=True), log_p[..., :k])
-    return _kl_per_token(log_q, log_p)
+        return kl_per_token(top - top.logsumexp(dim=-1, keepdim=True), log_p[..., :k])
+    return kl_per_token(log_q, log_p)
 
 
 def topk_reverse_kl(
@@ -275,7 +275,7 @@ def topk_reverse_kl(
     log_q, log_p, mask = _slots(
         student_logits, topk_ids, topk_logprobs, mask, temperature, storage_temperature, tail
     )
-    return _reduce_tokens(_reverse_kl_per_token(log_q, log_p, topk_ids.shape[-1], tail), mask)
+    return reduce_tokens(_reverse_kl_per_token(log_q, log_p, topk_ids.shape[-1], tail), mask)
 
 
 def topk_generalized_jsd(
@@ -307,11 +307,11 @@ def topk_generalized_jsd(
         student_logits, topk_ids, topk_logprobs, mask, temperature, storage_temperature, tail
     )
     if beta == 0.0:
-        return _reduce_tokens(_kl_per_token(log_p, log_q), mask)
+        return reduce_tokens(kl_per_token(log_p, log_q), mask)
     if beta == 1.0:
         per_token = _reverse_kl_per_token(log_q, log_p, topk_ids.shape[-1], tail)
-        return _reduce_tokens(per_token, mask)
+        return reduce_tokens(per_token, mask)
     p, q = log_p.exp(), log_q.exp()
-    log_m = _log_mix(p, q, beta)
-    per_token = beta * _kl_per_token(log_p, log_m, p) + (1 - beta) * _kl_per_token(log_q, log_m, q)
-    return _reduce_tokens(per_token, mask)
+    log_m = log_mix(p, q, beta)
+    per_token = beta * kl_per_token(log_p, log_m, p) + (1 - beta) * kl_per_token(log_q, log_m, q)
+    return reduce_tokens(per_token, mask)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from reference_impls._common import _log_probs_pair, _reduce_tokens
+from reference_impls.tokens import log_probs_pair, reduce_tokens
 
 
 def total_variation(
@@ -22,5 +22,5 @@ def total_variation(
     counted tokens. The teacher is detached (constant target); gradients flow to
     ``student_logits``.
     """
-    log_q, log_p, mask = _log_probs_pair(student_logits, teacher_logits, mask, temperature)
-    return _reduce_tokens(0.5 * (log_p.exp() - log_q.exp()).abs().sum(dim=-1), mask)
+    log_q, log_p, mask = log_probs_pair(student_logits, teacher_logits, mask, temperature)
+    return reduce_tokens(0.5 * (log_p.exp() - log_q.exp()).abs().sum(dim=-1), mask)

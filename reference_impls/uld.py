@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reference_impls._common import _check_temperature, _upcast
+from reference_impls.tokens import check_temperature, upcast
 
 
 def uld_loss(
@@ -53,9 +53,9 @@ def uld_loss(
         raise ValueError(f"student_mask must be {tuple(student_logits.shape[:2])}")
     if teacher_mask.shape != teacher_logits.shape[:2]:
         raise ValueError(f"teacher_mask must be {tuple(teacher_logits.shape[:2])}")
-    _check_temperature(temperature)
-    s = _upcast(student_logits)
-    t = _upcast(teacher_logits).detach().to(s.dtype)
+    check_temperature(temperature)
+    s = upcast(student_logits)
+    t = upcast(teacher_logits).detach().to(s.dtype)
     width = max(s.shape[-1], t.shape[-1])
 
     per_sample = []

@@ -18,13 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import reference_impls.demo as demo
-from reference_impls.demo import (
+import reference_impls.demos.loop as loop
+from reference_impls.demos import (
     DemoConfig,
     DistContext,
     build_student,
     build_task,
+    dist_context,
     distributed,
+    main,
     run_demo,
     shard_indices,
     train_loop,
@@ -68,7 +70,7 @@ def _key_bias(d_model: int) -> slice:
 def _check_demo_matches(device: str, nproc: int, tmp_path: Path) -> None:
     ddp_file, single_file = tmp_path / "ddp.pt", tmp_path / "single.pt"
     args = ["--steps", "10", "--log-every", "5", "--device", device, "--save", str(ddp_file)]
-    proc = _torchrun(["-m", "reference_impls.forward_kl", *args], nproc)
+    proc = _torchrun(["-m", "reference_impls.demos", "forward_kl", *args], nproc)
     assert proc.returncode == 0, proc.stderr
     # only rank 0 logs: one header, one table, one summary
     assert proc.stdout.count("forward_kl on ") == 1, proc.stdout
@@ -161,7 +163,7 @@ def test_torchrun_zoo_matches_single_process(tmp_path: Path) -> None:
 def test_global_batch_must_split_evenly(monkeypatch: pytest.MonkeyPatch) -> None:
     """With 3 ranks a batch of 32 cannot give every rank the same number of tokens."""
     task = build_task("forward_kl", DemoConfig(n_train=32, n_eval=8), torch.device("cpu"), 0)
-    monkeypatch.setattr(demo, "dist_context", lambda: DistContext(rank=0, world_size=3))
+    monkeypatch.setattr(loop, "dist_context", lambda: DistContext(rank=0, world_size=3))
     with pytest.raises(ValueError, match="divisible by the world size 3"):
         train_loop(task, steps=1, batch_size=32, lr=1e-2, seed=0)
 
@@ -180,7 +182,7 @@ def test_outside_torchrun_distributed_is_a_no_op(monkeypatch: pytest.MonkeyPatch
     with distributed(torch.device("cpu")) as device:
         assert device == torch.device("cpu")
         assert not torch.distributed.is_initialized()
-        assert demo.dist_context() == DistContext()
+        assert dist_context() == DistContext()
 
 
 def test_train_loop_reports_step_time_and_gradient_norms() -> None:
@@ -208,4 +210,4 @@ def test_save_writes_the_trained_student(tmp_path: Path) -> None:
     state = torch.load(path)
     student = build_student(DemoConfig(), torch.device("cpu"))
     student.load_state_dict(state)  # the keys and shapes of the demo student
-    assert demo.main("sft_loss", ["--steps", "1", "--device", "cpu", "--save", str(path)]) == 0
+    assert main(["sft_loss", "--steps", "1", "--device", "cpu", "--save", str(path)]) == 0

@@ -1,8 +1,8 @@
-"""Tests of the training demos: ``python -m reference_impls.<name>`` and ``run_demo``.
+"""Tests of the training demos: ``python -m reference_impls.demos <name>`` and ``run_demo``.
 
-Every runner is executed for real in a subprocess on the CPU (concurrently, one per core) and
-must train: the logged loss and the held-out KL(teacher || student) fall. In-process tests
-cover determinism, devices, the import guard of the runners and the divergence formula.
+Every loss's demo is executed for real in a subprocess on the CPU (concurrently, one per core)
+and must train: the logged loss and the held-out KL(teacher || student) fall. In-process tests
+cover determinism, devices, the package's loss attributes and the divergence formula.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import pytest
 import torch
 
 import reference_impls
-from reference_impls import REGISTRY
-from reference_impls.demo import (
+from reference_impls import REGISTRY, Kind
+from reference_impls.demos import (
+    BUILDERS,
     DemoConfig,
     build_task,
     divergence,
@@ -35,18 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "reference_impls"
 NAMES = sorted(REGISTRY)
 
-#: Every runner module has this shape: a docstring starting with RUNNER_HEAD, the import
-#: guard (its behaviour is tested below), then RUNNER_TAIL.
-RUNNER_HEAD = '"""Demo runner: ``python -m reference_impls.{name}``.\n'
-RUNNER_GUARD = '\nif __name__ != "__main__":\n    raise ImportError(\n'
-RUNNER_TAIL = """
-import sys
-
-from reference_impls.demo import main
-
-sys.exit(main("{name}"))
-"""
-
 #: Steps of the subprocess runs; REINFORCE with a sequence reward needs a few more.
 SMOKE_STEPS = {"kl_regularized_pg_loss": 60}
 
@@ -57,7 +46,7 @@ def _smoke_steps(name: str) -> int:
 
 def _run_runner(name: str) -> subprocess.CompletedProcess[str]:
     steps = _smoke_steps(name)
-    cmd = [sys.executable, "-m", f"reference_impls.{name}", "--device", "cpu", "--seed", "1"]
+    cmd = [sys.executable, "-m", "reference_impls.demos", name, "--device", "cpu", "--seed", "1"]
     cmd += ["--steps", str(steps), "--log-every", str(steps // 2)]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
@@ -97,7 +86,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_runner_trains(
     name: str, runner_results: dict[str, subprocess.CompletedProcess[str]]
 ) -> None:
-    """``python -m reference_impls.<name>`` exits 0 and its loss and divergence fall."""
+    """``python -m reference_impls.demos <name>`` exits 0 and its loss and divergence fall."""
     proc = runner_results[name]
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -120,32 +109,36 @@ def test_runner_trains(
     assert proc.stdout.rstrip().splitlines()[-1].startswith("done in ")
 
 
-def test_runner_files_match_registry() -> None:
-    """One runner per REGISTRY name, guarded and calling ``main`` with its own name."""
-    runners = {
-        p.stem
+def test_no_module_shadows_a_loss_and_every_kind_has_a_demo() -> None:
+    """No top-level module is named after a loss (no runner stubs); every kind has a builder."""
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    assert not modules & set(REGISTRY)
+    assert not [
+        p.name
         for p in PACKAGE.glob("*.py")
         if p.read_text(encoding="utf-8").startswith('"""Demo runner:')
-    }
-    assert runners == set(REGISTRY)
-    for name in NAMES:
-        text = (PACKAGE / f"{name}.py").read_text(encoding="utf-8")
-        assert text.startswith(RUNNER_HEAD.format(name=name)), name
-        body = text[text.index('"""\n', 3) + 4 :]  # after the docstring
-        assert body.startswith(RUNNER_GUARD), f"reference_impls/{name}.py lacks the guard"
-        assert body.endswith(RUNNER_TAIL.format(name=name)), f"reference_impls/{name}.py tail"
-        assert body.count("\n") < 20, f"reference_impls/{name}.py is more than a runner"
+    ]
+    assert set(BUILDERS) == set(Kind)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_importing_a_runner_fails_and_keeps_the_loss(name: str) -> None:
-    """A runner refuses to be imported, so ``reference_impls.<name>`` stays the loss."""
-    with pytest.raises(ImportError, match="demo runner"):
+def test_package_attribute_is_the_registered_loss(name: str) -> None:
+    """``reference_impls.<name>`` is the loss function, never a module of that name."""
+    with pytest.raises(ModuleNotFoundError):
         importlib.import_module(f"reference_impls.{name}")
     assert f"reference_impls.{name}" not in sys.modules
     loss = getattr(reference_impls, name)
     assert loss is REGISTRY[name]
     assert callable(loss) and not isinstance(loss, type(reference_impls))
+
+
+def test_unknown_loss_on_the_command_line_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["no_such_loss"])
+    assert exc.value.code == 2
+    assert "no_such_loss" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["forward_kl", "minillm_loss", "rrhf_loss", "uld_loss"])
@@ -189,7 +182,7 @@ def test_cuda_without_cuda_is_a_clear_error(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="'cuda' requested but torch.cuda.is_available"):
         resolve_device("cuda")
-    assert main("forward_kl", ["--device", "cuda", "--steps", "1"]) == 2
+    assert main(["forward_kl", "--device", "cuda", "--steps", "1"]) == 2
     assert "use --device cpu" in capsys.readouterr().err
 
 

@@ -61,7 +61,7 @@ def test_rrhf_matches_reference() -> None:
     r = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.1, 2.0], [3.0, 1.0, 1.0, 1.0]], dtype=DT)
     nll = torch.rand(3, dtype=DT) * 4
     for w in (1.0, 0.3):
-        v, g = _value_and_grads(lambda a, c, w=w: rrhf_loss(a, r, c, w), p, nll)
+        v, g = _value_and_grads(lambda a, c, w=w: rrhf_loss(a, r, best_nll=c, sft_weight=w), p, nll)
         v_ref, g_ref = _value_and_grads(lambda a, c, w=w: _rrhf_reference(a, r, c, w), p, nll)
         torch.testing.assert_close(v, v_ref, rtol=1e-10, atol=1e-12)
         for a, b in zip(g, g_ref, strict=True):
@@ -77,7 +77,8 @@ def test_rrhf_by_hand_and_ties() -> None:
     r = torch.tensor([[0.0, 1.0, 1.0]])  # responses 1 and 2 tie: no constraint between them
     # pairs (0 < 1): max(0, -1 + 2) = 1; (0 < 2): max(0, -1 + 0.5) = 0
     assert rrhf_loss(p, r).item() == pytest.approx(1.0)
-    assert rrhf_loss(p, r, torch.tensor([2.0]), sft_weight=0.5).item() == pytest.approx(2.0)
+    two = rrhf_loss(p, r, best_nll=torch.tensor([2.0]), sft_weight=0.5)
+    assert two.item() == pytest.approx(2.0)
     correctly_ordered = torch.tensor([[-3.0, -1.0, -2.0]])
     assert rrhf_loss(correctly_ordered, torch.tensor([[0.0, 2.0, 1.0]])).item() == 0.0
 
@@ -87,11 +88,13 @@ def test_rrhf_gradcheck_and_errors() -> None:
     p = torch.randn(2, 4, dtype=DT, requires_grad=True)
     nll = torch.rand(2, dtype=DT, requires_grad=True)
     r = torch.randn(2, 4, dtype=DT)
-    assert torch.autograd.gradcheck(lambda a, c: rrhf_loss(a, r, c, sft_weight=0.7), (p, nll))
+    assert torch.autograd.gradcheck(
+        lambda a, c: rrhf_loss(a, r, best_nll=c, sft_weight=0.7), (p, nll)
+    )
     with pytest.raises(ValueError, match=r"\[B, n\]"):
         rrhf_loss(p, r[:, :3])
     with pytest.raises(ValueError, match="best_nll"):
-        rrhf_loss(p, r, torch.zeros(3))
+        rrhf_loss(p, r, best_nll=torch.zeros(3))
     assert rrhf_loss(p.detach().half(), r.half()).dtype == torch.float32
 
 

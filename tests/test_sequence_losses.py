@@ -266,7 +266,7 @@ def test_pg_expected_gradient_equals_true_objective_gradient(with_eos: bool) -> 
         logps = _step_logits(table, y).log_softmax(-1).gather(-1, ids.unsqueeze(-1))[..., 0]
         ref_logps = _step_logits(ref_table, y).log_softmax(-1).gather(-1, ids.unsqueeze(-1))
         rewards = torch.tensor([reward[y]], dtype=DT)
-        return kl_regularized_pg_loss(logps, ref_logps[..., 0], rewards, mask, kl_coef)
+        return kl_regularized_pg_loss(logps, ref_logps[..., 0], rewards, mask, kl_coef=kl_coef)
 
     expected = _expected_surrogate_grad(table, sequences, loss_of)
     torch.testing.assert_close(expected, -true_grad, rtol=1e-9, atol=1e-12)
@@ -295,15 +295,15 @@ def test_pg_matches_reference_value_and_grad() -> None:
     rewards = torch.randn(3, dtype=DT)
     mask = torch.tensor([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
     _assert_same(
-        lambda lp: kl_regularized_pg_loss(lp, ref_logps, rewards, mask, 0.2),
+        lambda lp: kl_regularized_pg_loss(lp, ref_logps, rewards, mask, kl_coef=0.2),
         lambda lp: _pg_reference(lp, ref_logps, rewards, mask, 0.2),
         logps,
     )
     # garbage (even infinite) values at masked positions do not leak into the loss
     noisy = logps.masked_fill(~mask, float("-inf"))
     torch.testing.assert_close(
-        kl_regularized_pg_loss(noisy, ref_logps, rewards, mask, 0.2),
-        kl_regularized_pg_loss(logps, ref_logps, rewards, mask, 0.2),
+        kl_regularized_pg_loss(noisy, ref_logps, rewards, mask, kl_coef=0.2),
+        kl_regularized_pg_loss(logps, ref_logps, rewards, mask, kl_coef=0.2),
     )
 
 
@@ -316,17 +316,18 @@ def test_pg_gradcheck_and_edges() -> None:
     ref, rewards = -torch.rand(2, 4, dtype=DT), torch.randn(2, dtype=DT)
     mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
     assert torch.autograd.gradcheck(
-        lambda lp: kl_regularized_pg_loss(lp, ref, rewards, mask, 0.0), (logps,)
+        lambda lp: kl_regularized_pg_loss(lp, ref, rewards, mask, kl_coef=0.0), (logps,)
     )
-    zero = kl_regularized_pg_loss(logps, ref, rewards, torch.zeros(2, 4, dtype=torch.bool), 0.5)
+    none = torch.zeros(2, 4, dtype=torch.bool)
+    zero = kl_regularized_pg_loss(logps, ref, rewards, none, kl_coef=0.5)
     torch.autograd.backward(zero)
     assert zero.item() == 0.0
     assert logps.grad is not None and torch.count_nonzero(logps.grad) == 0
     with pytest.raises(ValueError, match="rewards"):
-        kl_regularized_pg_loss(logps, ref, torch.zeros(3), mask, 0.1)
+        kl_regularized_pg_loss(logps, ref, torch.zeros(3), mask, kl_coef=0.1)
     with pytest.raises(ValueError, match=r"\[B, T\]"):
-        kl_regularized_pg_loss(logps, ref[:, :3], rewards, mask, 0.1)
-    half = kl_regularized_pg_loss(logps.detach().half(), ref, rewards, mask, 0.1)
+        kl_regularized_pg_loss(logps, ref[:, :3], rewards, mask, kl_coef=0.1)
+    half = kl_regularized_pg_loss(logps.detach().half(), ref, rewards, mask, kl_coef=0.1)
     assert half.dtype == torch.float32
 
 
@@ -424,7 +425,9 @@ def test_minillm_matches_reference(gamma: float, length_norm: bool, reduction: s
     ids = torch.randint(0, 4, (2, 5))
     mask = torch.tensor([[0, 1, 1, 1, 0], [1, 1, 0, 1, 1]], dtype=torch.bool)
     _assert_same(
-        lambda x: minillm_loss(x, t, ids, mask, gamma, length_norm, reduction),
+        lambda x: minillm_loss(
+            x, t, ids, mask, gamma=gamma, length_norm=length_norm, reduction=reduction
+        ),
         lambda x: _minillm_reference(x, t, ids, mask, gamma, length_norm, reduction),
         s,
     )

@@ -22,3 +22,8 @@ def test_ruff_is_clean() -> None:
 def test_mypy_strict_is_clean_on_kbtool() -> None:
     result = _run(str(BIN / "mypy"), "kbtool")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_is_clean_on_reference_impls() -> None:
+    result = _run(str(BIN / "mypy"), "reference_impls")
+    assert result.returncode == 0, result.stdout + result.stderr

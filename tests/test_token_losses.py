@@ -14,13 +14,13 @@ import pytest
 import torch
 from torch import Tensor
 
-from reference_impls._common import mask_from_labels
 from reference_impls.akl import adaptive_kl
 from reference_impls.bitdistiller import confidence_aware_kl, teacher_confidence
 from reference_impls.jsd import generalized_jsd, js_divergence
 from reference_impls.kl import forward_kl, reverse_kl, soft_cross_entropy
 from reference_impls.multi_teacher import multi_teacher_kl
 from reference_impls.skew_kl import skew_forward_kl, skew_reverse_kl
+from reference_impls.tokens import mask_from_labels
 from reference_impls.tvd import total_variation
 
 

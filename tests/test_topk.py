@@ -389,12 +389,14 @@ def test_bad_options_are_rejected() -> None:
 def test_demo_task_trains_the_student_from_the_cache() -> None:
     # The top-k demo builds its cache through write_teacher_cache/TeacherCache and a few
     # steps of topk_forward_kl bring the student closer to the teacher.
-    from reference_impls.demo import DemoConfig, divergence
-    from reference_impls.topk_demo import build_topk_task
+    from reference_impls.demos import DemoConfig, divergence
+    from reference_impls.demos.logit_tasks import sparse_topk_task
+    from reference_impls.registry import spec_of
 
     cfg = DemoConfig(n_train=64, n_eval=32, batch_size=16, lr=2e-2)
     torch.manual_seed(0)
-    task = build_topk_task("topk_forward_kl", cfg, torch.device("cpu"), torch.Generator())
+    spec = spec_of("topk_forward_kl")
+    task = sparse_topk_task(spec, cfg, torch.device("cpu"), torch.Generator())
     optimizer = torch.optim.Adam(task.params, lr=cfg.lr)
     before = divergence(task, cfg)
     for step in range(25):

@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 import torch
 
+from kbtool.site.plots import ZOO_CHARTS
 from reference_impls import TOKEN_LEVEL_LOSSES
-from reference_impls import zoo as zoo_module
+from reference_impls.jobs import Progress
 from reference_impls.zoo import (
     DEFAULT_LOSSES,
-    PLOT_FILES,
-    Progress,
     ZooConfig,
     ZooStudent,
     build_language,
@@ -30,10 +29,9 @@ from reference_impls.zoo import (
     evaluate_claims,
     main,
     run_zoo,
-    write_outputs,
 )
-from reference_impls.zoo_metrics import (
-    METRIC_DEFINITIONS,
+from reference_impls.zoo.language import Language
+from reference_impls.zoo.metrics import (
     distribution_metrics,
     entropy_ratio,
     forward_kl_mean,
@@ -43,9 +41,19 @@ from reference_impls.zoo_metrics import (
     reverse_kl_mean,
     top1_agreement,
 )
+from reference_impls.zoo.results import COLUMNS, METRIC_DEFINITIONS
 
 CPU = torch.device("cpu")
 SMALL = ZooConfig(steps=20, n_pool=512, n_curve_points=2)
+
+#: The site's drawings of a report by role (the zoo writes only zoo.json).
+PLOT_FILES = {name.removeprefix("zoo_").removesuffix(".svg"): name for name, _, _ in ZOO_CHARTS}
+
+
+def _draw(report: Any, out: Path) -> None:
+    """Draw the site's zoo charts of ``report`` into ``out``."""
+    for name, _, draw in ZOO_CHARTS:
+        (out / name).write_text(draw(report), encoding="utf-8")
 
 
 # one intra-op thread per test (see conftest.py)
@@ -53,7 +61,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def language() -> zoo_module.Language:
+def language() -> Language:
     return build_language(ZooConfig(), CPU)
 
 
@@ -125,7 +133,7 @@ def test_distribution_metrics_bundles_every_metric_and_is_zero_for_a_perfect_stu
 # ------------------------------------------------------------------------------ language
 
 
-def test_language_is_a_normalised_multimodal_mixture(language: zoo_module.Language) -> None:
+def test_language_is_a_normalised_multimodal_mixture(language: Language) -> None:
     cfg = ZooConfig()
     p = language.log_probs.double().exp()
     assert p.shape == (cfg.vocab_size**2, cfg.vocab_size)
@@ -144,7 +152,7 @@ def test_language_is_a_normalised_multimodal_mixture(language: zoo_module.Langua
     assert float(ruled_out.sum(-1).float().mean()) > 20
 
 
-def test_language_split_and_context_indexing(language: zoo_module.Language) -> None:
+def test_language_split_and_context_indexing(language: Language) -> None:
     train, held = set(language.train_ids.tolist()), set(language.held_out_ids.tolist())
     assert not train & held
     assert train | held == set(range(64 * 64))
@@ -165,7 +173,7 @@ def test_language_is_fixed_by_its_seed() -> None:
     assert not torch.equal(one.log_probs, other.log_probs)
 
 
-def test_student_head_is_low_rank_and_teacher_is_not(language: zoo_module.Language) -> None:
+def test_student_head_is_low_rank_and_teacher_is_not(language: Language) -> None:
     """The student's logits over all contexts have rank <= rank + 1; the teacher's far more."""
     cfg = ZooConfig()
     student = ZooStudent(cfg.vocab_size, cfg.d_embed, cfg.d_hidden, cfg.rank).double()
@@ -176,7 +184,7 @@ def test_student_head_is_low_rank_and_teacher_is_not(language: zoo_module.Langua
     assert int(torch.linalg.matrix_rank(language.log_probs.double())) > 4 * cfg.rank
 
 
-def test_every_loss_starts_from_the_same_student_and_pool(language: zoo_module.Language) -> None:
+def test_every_loss_starts_from_the_same_student_and_pool(language: Language) -> None:
     a = build_zoo_task("forward_kl", SMALL, language, CPU, seed=3)
     b = build_zoo_task("sft_loss", SMALL, language, CPU, seed=3)
     c = build_zoo_task("forward_kl", SMALL, language, CPU, seed=4)
@@ -245,6 +253,8 @@ def test_mini_zoo_writes_json_and_svgs(tmp_path: Path, capsys: pytest.CaptureFix
     assert claims["fkl_void_mass"]["n_seeds"] == 1
     assert claims["gjsd_interpolates"]["reproduced"] is None  # js/gjsd were not run
     assert "js_divergence" in claims["gjsd_interpolates"]["note"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo.json"]  # the zoo draws nothing
+    _draw(report, tmp_path)  # the site draws the charts from zoo.json
     for name in PLOT_FILES.values():
         root = ET.parse(tmp_path / name).getroot()  # well-formed XML
         assert root.tag == "{http://www.w3.org/2000/svg}svg"
@@ -331,8 +341,9 @@ def test_table_svg_bolds_the_best_mean(tmp_path: Path) -> None:
         "results": results,
         "config": {"steps": 5, "batch_size": 8},
         "language": {"teacher_entropy": 1.5},
+        "columns": list(COLUMNS),
     }
-    write_outputs(report, tmp_path)
+    _draw(report, tmp_path)
     table = (tmp_path / PLOT_FILES["table"]).read_text(encoding="utf-8")
     assert 'font-weight="bold"' in table.split("0.250")[0].rsplit("<text", 1)[1]
     assert 'font-weight="normal"' in table.split("3.500")[0].rsplit("<text", 1)[1]

@@ -1,14 +1,16 @@
 """Find the source of a method's reference implementation without importing torch.
 
 A method's ``loss`` is a dotted name such as ``reference_impls.forward_kl``; the function is
-defined in a loss-family module (``reference_impls/kl.py``) and re-exported by the package.
-We read ``reference_impls/__init__.py`` with ``ast`` to find that module, then the function's
-line span in it, so the site can include those lines from the file itself at build time.
+defined in a loss-family module (``reference_impls/kl.py``) and registered in
+``reference_impls/registry.py``. We read the package's top-level modules with ``ast`` to find
+the one that defines it, then the function's line span in it, so the site can include those
+lines from the file itself at build time.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +35,9 @@ class LossSource:
     base_dir: Path  # the directory that contains the package directory
 
     @property
-    def runner_module(self) -> str:
-        """Module name of the demo runner for this loss (``python -m ...``)."""
-        return f"{PACKAGE}.{self.function}"
-
-    def has_runner(self) -> bool:
-        """True when the demo-runner module file ``reference_impls/<function>.py`` exists."""
-        return (self.base_dir / PACKAGE / f"{self.function}.py").is_file()
+    def demo_command(self) -> str:
+        """The shell command that runs this loss's demo."""
+        return f"python -m {PACKAGE}.demos {self.function}"
 
 
 def package_dir() -> Path:
@@ -50,14 +48,21 @@ def package_dir() -> Path:
     return Path(spec.origin).resolve().parent
 
 
-def _reexports(init_file: Path) -> dict[str, tuple[str, str]]:
-    """Names imported in ``__init__.py``: exported name -> (module, original name)."""
-    tree = ast.parse(init_file.read_text(encoding="utf-8"), filename=str(init_file))
-    out: dict[str, tuple[str, str]] = {}
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for alias in node.names:
-                out[alias.asname or alias.name] = (node.module, alias.name)
+def _definitions(pkg: Path) -> dict[str, str]:
+    """Top-level functions of the package's top-level modules: name -> module file stem."""
+    files = tuple((p, p.stat().st_mtime_ns) for p in sorted(pkg.glob("*.py")))
+    return _parse_definitions(files)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_definitions(files: tuple[tuple[Path, int], ...]) -> dict[str, str]:
+    """:func:`_definitions` of these files, parsed once per modification time."""
+    out: dict[str, str] = {}
+    for path, _ in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                out.setdefault(node.name, path.stem)
     return out
 
 
@@ -79,10 +84,10 @@ def locate(dotted: str, pkg_dir: Path | None = None) -> LossSource:
         raise ReferenceImplError(f"{dotted!r} is not a name inside {PACKAGE}")
     function = parts[-1]
     if len(parts) == 2:
-        exports = _reexports(pkg / "__init__.py")
-        if function not in exports:
-            raise ReferenceImplError(f"{PACKAGE}/__init__.py does not export {function!r}")
-        module, original = exports[function]
+        defined = _definitions(pkg)
+        if function not in defined:
+            raise ReferenceImplError(f"no module of {PACKAGE} defines a function {function!r}")
+        module, original = f"{PACKAGE}.{defined[function]}", function
     else:
         module, original = ".".join(parts[:-1]), function
     rel_parts = module.split(".")

@@ -260,8 +260,8 @@ class _Renderer:
                 mathml = None
                 self.result.notes.append(f"method {method.id}: {exc}")
             commands = [RUN_COMMAND.format(method_id=method.id)]
-            if source is not None and source.has_runner():
-                commands.append(f"python -m {source.runner_module}")
+            if source is not None:
+                commands.append(source.demo_command)
             introducing = [self.kb.papers[pid] for pid in method.papers if pid in self.kb.papers]
             self.write(
                 f"methods/{method.id}.md",

@@ -1,28 +1,24 @@
-"""Loss-zoo results on the site: read ``build/zoo/zoo.json`` defensively and copy its plots.
+"""Loss-zoo results on the site: read ``build/zoo/zoo.json`` defensively and draw its charts.
 
-The zoo (``python -m reference_impls.zoo``) is optional; when its output is missing or
-malformed, pages say so instead of failing the build.
+The zoo (``python -m reference_impls.zoo``) is optional and writes only ``zoo.json`` (schema:
+``reference_impls/zoo/results.py``, which also lists the metric columns in the file); the
+charts are drawn here by :mod:`kbtool.site.plots`. When the output is missing or malformed,
+pages say so instead of failing the build.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+from kbtool.site.plots import ZOO_CHARTS
+
+if TYPE_CHECKING:  # types only: reading the schema must not import torch
+    from reference_impls.zoo.results import ZooReport
 
 DEFAULT_ZOO_DIR = Path("build") / "zoo"
-#: Metrics shown per loss, in this order, with their column headings.
-METRICS = (
-    ("forward_kl", "KL(p‖q)"),
-    ("reverse_kl", "KL(q‖p)"),
-    ("entropy_ratio", "H(q)/H(p)"),
-    ("hallucination_mass", "mass on p < 1e-3"),
-    ("top1_agreement", "top-1 agreement"),
-    ("mode_recall", "mode recall"),
-    ("ms_per_step", "ms / step"),
-)
 
 
 @dataclass
@@ -34,7 +30,7 @@ class ZooView:
     claims: list[dict[str, str]] = field(default_factory=list)
     plots: list[tuple[str, str]] = field(default_factory=list)
     summary: str = ""
-    headings: list[str] = field(default_factory=lambda: [h for _, h in METRICS])
+    headings: list[str] = field(default_factory=list)
 
 
 def _cell(mean: dict[str, Any], std: dict[str, Any], key: str) -> str:
@@ -47,19 +43,20 @@ def _cell(mean: dict[str, Any], std: dict[str, Any], key: str) -> str:
 
 
 def read_zoo(zoo_dir: Path | None, docs: Path, rel_dir: str = "statistics/zoo") -> ZooView:
-    """Parse the zoo output and copy its SVG plots to ``docs/rel_dir``."""
+    """Parse the zoo output and draw its charts into ``docs/rel_dir``."""
     if zoo_dir is None or not (zoo_dir / "zoo.json").is_file():
         return ZooView(
             message="No loss-zoo results yet: run `python -m reference_impls.zoo` "
             "(or `kbtool zoo`), then rebuild the site."
         )
     try:
-        data = json.loads((zoo_dir / "zoo.json").read_text(encoding="utf-8"))
-        results: dict[str, Any] = data["results"]
-        view = ZooView()
+        data = cast("ZooReport", json.loads((zoo_dir / "zoo.json").read_text(encoding="utf-8")))
+        results = data["results"]
+        columns = [c for c in data["columns"] if c["header"]]
+        view = ZooView(headings=[c["header"] for c in columns])
         for loss, result in results.items():
             mean, std = result.get("mean", {}), result.get("std", {})
-            view.rows[str(loss)] = [_cell(mean, std, key) for key, _ in METRICS]
+            view.rows[str(loss)] = [_cell(mean, std, c["key"]) for c in columns]
         for claim in data.get("claims", []):
             view.claims.append(
                 {
@@ -69,16 +66,10 @@ def read_zoo(zoo_dir: Path | None, docs: Path, rel_dir: str = "statistics/zoo") 
                     "criterion": str(claim.get("criterion", "")),
                 }
             )
-        for title, name in (
-            ("Metrics per loss", "table"),
-            ("Forward vs reverse KL", "fkl_rkl"),
-            ("Entropy ratio per loss", "entropy"),
-        ):
-            svg = zoo_dir / str(data.get("plots", {}).get(name, ""))
-            if svg.is_file() and svg.suffix == ".svg":
-                (docs / rel_dir).mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(svg, docs / rel_dir / svg.name)
-                view.plots.append((title, f"{rel_dir}/{svg.name}"))
+        (docs / rel_dir).mkdir(parents=True, exist_ok=True)
+        for name, title, draw in ZOO_CHARTS:
+            (docs / rel_dir / name).write_text(draw(data), encoding="utf-8")
+            view.plots.append((title, f"{rel_dir}/{name}"))
         config = data.get("config", {})
         view.summary = (
             f"{len(results)} losses × {len(data.get('seeds', []))} seeds, "
@@ -94,5 +85,6 @@ def read_zoo(zoo_dir: Path | None, docs: Path, rel_dir: str = "statistics/zoo") 
         TypeError,
         AttributeError,
         ValueError,
+        ArithmeticError,
     ) as exc:
         return ZooView(message=f"The loss-zoo results in {zoo_dir} could not be read: {exc}")

@@ -15,11 +15,26 @@ mixture and the masked mean.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
+#: Dtypes the losses upcast to float32 before computing.
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+class TokenLevelLoss(Protocol):
+    """The token-level contract (hyperparameters, if any, follow ``temperature`` as keywords)."""
+
+    def __call__(
+        self,
+        student_logits: Tensor,
+        teacher_logits: Tensor,
+        mask: Tensor | None = None,
+        *,
+        temperature: float = 1.0,
+    ) -> Tensor: ...
 
 
 def mask_from_labels(labels: Tensor, ignore_index: int = -100) -> Tensor:
@@ -27,7 +42,7 @@ def mask_from_labels(labels: Tensor, ignore_index: int = -100) -> Tensor:
     return labels != ignore_index
 
 
-def _upcast(x: Tensor) -> Tensor:
+def upcast(x: Tensor) -> Tensor:
     """Return ``x`` in float32 if it is float16/bfloat16, unchanged if float32/float64.
 
     Half precision overflows in ``exp`` and loses the small probabilities that divergences
@@ -35,16 +50,16 @@ def _upcast(x: Tensor) -> Tensor:
     """
     if not x.is_floating_point():
         raise TypeError(f"logits must be a floating-point tensor, got dtype {x.dtype}")
-    return x.float() if x.dtype in _HALF_DTYPES else x
+    return x.float() if x.dtype in HALF_DTYPES else x
 
 
-def _check_temperature(temperature: float) -> None:
+def check_temperature(temperature: float) -> None:
     """Reject a temperature that is not a finite positive number."""
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
 
 
-def _check_pair(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None) -> Tensor:
+def check_pair(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None) -> Tensor:
     """Validate a student/teacher pair of logits and return the bool mask to use.
 
     Both logits must have the same shape ``[..., V]`` (else ``ValueError`` naming both
@@ -68,10 +83,10 @@ def _check_pair(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | N
             f"student and teacher logits must have the same shape, got student {s_shape} "
             f"and teacher {t_shape}"
         )
-    return _check_mask(mask, student_logits)
+    return check_mask(mask, student_logits)
 
 
-def _check_mask(mask: Tensor | None, logits: Tensor) -> Tensor:
+def check_mask(mask: Tensor | None, logits: Tensor) -> Tensor:
     """Return ``mask`` (all True if ``None``) after checking its dtype and shape."""
     token_shape = logits.shape[:-1]
     if mask is None:
@@ -89,13 +104,13 @@ def _check_mask(mask: Tensor | None, logits: Tensor) -> Tensor:
     return mask
 
 
-def _tempered_log_softmax(logits: Tensor, temperature: float) -> Tensor:
+def tempered_log_softmax(logits: Tensor, temperature: float) -> Tensor:
     r"""Log-probabilities :math:`\log \mathrm{softmax}(z / T)` in at least float32."""
-    _check_temperature(temperature)
-    return torch.log_softmax(_upcast(logits) / temperature, dim=-1)
+    check_temperature(temperature)
+    return torch.log_softmax(upcast(logits) / temperature, dim=-1)
 
 
-def _log_probs_pair(
+def log_probs_pair(
     student_logits: Tensor,
     teacher_logits: Tensor,
     mask: Tensor | None,
@@ -107,14 +122,14 @@ def _log_probs_pair(
     ``log_p`` the teacher's, computed from detached logits: the teacher is a constant target.
     Both share one dtype (float32 for half inputs, float64 kept).
     """
-    mask = _check_pair(student_logits, teacher_logits, mask)
-    log_q = _tempered_log_softmax(student_logits, temperature)
-    log_p = _tempered_log_softmax(teacher_logits.detach(), temperature)
+    mask = check_pair(student_logits, teacher_logits, mask)
+    log_q = tempered_log_softmax(student_logits, temperature)
+    log_p = tempered_log_softmax(teacher_logits.detach(), temperature)
     dtype = torch.promote_types(log_q.dtype, log_p.dtype)
     return log_q.to(dtype), log_p.to(dtype), mask
 
 
-def _kl_per_token(log_a: Tensor, log_b: Tensor, a: Tensor | None = None) -> Tensor:
+def kl_per_token(log_a: Tensor, log_b: Tensor, a: Tensor | None = None) -> Tensor:
     r"""Per-token :math:`\mathrm{KL}(A \| B) = \sum_v A_v (\log A_v - \log B_v)` over the last dim.
 
     Terms with :math:`A_v = 0` contribute 0 (the convention :math:`0 \log 0 = 0`), also in the
@@ -127,7 +142,7 @@ def _kl_per_token(log_a: Tensor, log_b: Tensor, a: Tensor | None = None) -> Tens
     return (a * diff).sum(dim=-1)
 
 
-def _log_mix(a: Tensor, b: Tensor, weight_a: float) -> Tensor:
+def log_mix(a: Tensor, b: Tensor, weight_a: float) -> Tensor:
     r""":math:`\log(w A + (1 - w) B)` elementwise, from the probabilities :math:`A` and :math:`B`.
 
     One log of the mixture formed in probability space: as accurate as a log-space logsumexp
@@ -140,7 +155,7 @@ def _log_mix(a: Tensor, b: Tensor, weight_a: float) -> Tensor:
     return mixed.clamp(min=torch.finfo(mixed.dtype).tiny).log()
 
 
-def _reduce_tokens(per_token: Tensor, mask: Tensor) -> Tensor:
+def reduce_tokens(per_token: Tensor, mask: Tensor) -> Tensor:
     r"""Masked mean :math:`\sum_i \ell_i m_i / \max(\sum_i m_i, 1)` as a 0-dim tensor.
 
     A batch without counted token (all masked, or empty) gives exactly 0 with a zero

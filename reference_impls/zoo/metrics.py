@@ -4,7 +4,7 @@ Every function takes the teacher's and the student's next-token **log**-probabil
 ``log_p``, ``log_q`` of shape ``[N, V]`` (one row per context; rows sum to 1 after ``exp``)
 and returns a float averaged uniformly over the ``N`` contexts. Convention
 :math:`0 \log 0 = 0`. ``modes`` is a bool ``[N, V]`` marking each context's teacher modes
-(in the zoo: the peak tokens of the explicit mixture, see :mod:`reference_impls.zoo`).
+(in the zoo: the peak tokens of the explicit mixture, see :mod:`reference_impls.zoo.language`).
 
 .. math::
     \mathrm{FKL} = \overline{\textstyle\sum_v p_v (\log p_v - \log q_v)}, \quad
@@ -28,33 +28,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-#: Teacher probability below which a token counts as one the teacher rules out.
-HALLUCINATION_THRESHOLD = 1e-3
-#: Student probability a teacher mode needs to count as recalled.
-RECALL_THRESHOLD = 0.05
-
-#: The metrics of :func:`distribution_metrics`, in table order, with what each one means.
-METRIC_DEFINITIONS: dict[str, str] = {
-    "forward_kl": "KL(p||q) = sum_v p_v log(p_v/q_v), mean over held-out contexts (nats)",
-    "reverse_kl": "KL(q||p) = sum_v q_v log(q_v/p_v), mean over held-out contexts (nats)",
-    "student_entropy": "H(q), mean over held-out contexts (nats)",
-    "teacher_entropy": "H(p), mean over held-out contexts (nats)",
-    "entropy_ratio": "mean H(q) / mean H(p): < 1 sharper than the teacher, > 1 flatter",
-    "hallucination_mass": (
-        f"student mass on tokens the teacher gives p < {HALLUCINATION_THRESHOLD:g}, "
-        "mean over held-out contexts"
-    ),
-    "top1_agreement": "share of held-out contexts where argmax q = argmax p",
-    "mode_recall": (
-        f"share of teacher modes (pooled over contexts) where the student puts q >= "
-        f"{RECALL_THRESHOLD:g}"
-    ),
-    "head_gap": "sum over the teacher modes of |p_v - q_v|, mean over contexts",
-    "tail_gap": "sum over the other tokens of |p_v - q_v|, mean over contexts",
-}
+from reference_impls.zoo.results import (
+    HALLUCINATION_THRESHOLD,
+    RECALL_THRESHOLD,
+)
 
 
 def _check(log_p: Tensor, log_q: Tensor) -> None:
+    """Reject log-probabilities that do not share one ``[N, V]`` shape."""
     if log_p.shape != log_q.shape or log_p.dim() != 2:
         raise ValueError(
             f"log_p and log_q must share one [N, V] shape, got {tuple(log_p.shape)} and "
@@ -127,7 +108,7 @@ def head_tail_gaps(log_p: Tensor, log_q: Tensor, modes: Tensor) -> tuple[float, 
 
 
 def distribution_metrics(log_p: Tensor, log_q: Tensor, modes: Tensor) -> dict[str, float]:
-    """All metrics of :data:`METRIC_DEFINITIONS` for one student on one set of contexts."""
+    """All :data:`~reference_impls.zoo.results.METRICS` of one student on one set of contexts."""
     _check(log_p, log_q)
     log_p, log_q = log_p.double(), log_q.double()  # sums over V of tiny terms: keep precision
     head, tail = head_tail_gaps(log_p, log_q, modes)
