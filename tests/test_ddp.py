@@ -36,9 +36,6 @@ from reference_impls.zoo import ZooConfig, run_zoo
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# one intra-op thread per test (see conftest.py)
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess[str]:
     """``python -m torch.distributed.run`` of this interpreter (not a ``torchrun`` on PATH)."""

@@ -56,9 +56,6 @@ def _draw(report: Any, out: Path) -> None:
         (out / name).write_text(draw(report), encoding="utf-8")
 
 
-# one intra-op thread per test (see conftest.py)
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture(scope="module")
 def language() -> Language:

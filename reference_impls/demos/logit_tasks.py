@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,6 +22,7 @@ from reference_impls.demos.models import (
     DemoConfig,
     LMOutput,
     ProjectedStudent,
+    TinyLM,
     build_backbone,
     build_student,
     build_teacher,
@@ -30,6 +33,7 @@ from reference_impls.demos.world import (
     make_task,
     response_targets,
     single_teacher_world,
+    teacher_world_student,
 )
 from reference_impls.registry import LossSpec
 from reference_impls.sft import sft_loss
@@ -39,26 +43,36 @@ from reference_impls.teacher_cache import TeacherCache, write_teacher_cache
 DEMO_K = 8
 
 
+def _logits_task(
+    spec: LossSpec,
+    w: World,
+    student: TinyLM,
+    teacher_logits: Callable[[Tensor], object],
+    params: dict[str, Any],
+) -> Task:
+    """A task whose step is ``fn(student logits, teacher logits, response mask, **params)``."""
+
+    def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        inputs = batch[0][:, :-1]
+        with torch.no_grad():
+            targets = teacher_logits(inputs)
+        loss = spec.function(student(inputs).logits, targets, w.mask(inputs), **params)
+        return loss, loss
+
+    return make_task(spec.name, w, student, step)
+
+
 def token_level_task(
     spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
 ) -> Task:
     """Student vs teacher logits; ``fit_params`` are measured once on the training set."""
-    teacher, w = single_teacher_world(cfg, device, gen)
-    student = build_student(cfg, device)
+    teacher, w, student = teacher_world_student(cfg, device, gen)
     params = dict(spec.params)
     if spec.fit_params is not None:
         params.update(
             spec.fit_params(teacher(w.train[:, :-1]).logits, response_targets(w.train, cfg))
         )
-
-    def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        inputs = batch[0][:, :-1]
-        with torch.no_grad():
-            t_logits = teacher(inputs).logits
-        loss = spec.function(student(inputs).logits, t_logits, w.mask(inputs), **params)
-        return loss, loss
-
-    return make_task(spec.name, w, student, step)
+    return _logits_task(spec, w, student, lambda x: teacher(x).logits, params)
 
 
 def multi_teacher_task(
@@ -81,14 +95,10 @@ def multi_teacher_task(
     w = World(cfg, device, gen, mixture)
     student = build_student(cfg, device)
 
-    def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        inputs = batch[0][:, :-1]
-        with torch.no_grad():
-            t_logits = [t(inputs).logits for t in teachers]
-        loss = spec.function(student(inputs).logits, t_logits, w.mask(inputs), **spec.params)
-        return loss, loss
+    def teacher_logits(ids: Tensor) -> list[Tensor]:
+        return [t(ids).logits for t in teachers]
 
-    return make_task(spec.name, w, student, step)
+    return _logits_task(spec, w, student, teacher_logits, dict(spec.params))
 
 
 def cross_tokenizer_task(
@@ -159,8 +169,7 @@ def attention_task(
     spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
 ) -> Task:
     """Last-layer attention maps of student and teacher (same number of heads)."""
-    teacher, w = single_teacher_world(cfg, device, gen)
-    student = build_student(cfg, device)
+    teacher, w, student = teacher_world_student(cfg, device, gen)
 
     def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         seqs = batch[0]
@@ -178,8 +187,7 @@ def sparse_topk_task(
     spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
 ) -> Task:
     """Cache the teacher's top-k on the training inputs, then train the student from the cache."""
-    teacher, w = single_teacher_world(cfg, device, gen)
-    student = build_student(cfg, device)
+    teacher, w, student = teacher_world_student(cfg, device, gen)
 
     def teacher_logits(ids: Tensor) -> Tensor:
         out: Tensor = teacher(ids).logits

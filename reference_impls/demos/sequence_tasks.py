@@ -28,6 +28,7 @@ from reference_impls.demos.world import (
     sample_continuations,
     single_teacher_world,
     teacher_model,
+    teacher_world_student,
     token_logps,
 )
 from reference_impls.registry import LossSpec
@@ -37,8 +38,7 @@ def sequence_task(
     spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
 ) -> Task:
     """Cross-entropy of the student on teacher-sampled responses."""
-    _, w = single_teacher_world(cfg, device, gen)
-    student = build_student(cfg, device)
+    _, w, student = teacher_world_student(cfg, device, gen)
 
     def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         seqs = batch[0]
@@ -107,8 +107,7 @@ def pairwise_preference_task(
     spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
 ) -> Task:
     """Offline pairs (teacher vs initial-student response); reference = the initial student."""
-    _, w = single_teacher_world(cfg, device, gen)
-    student = build_student(cfg, device)
+    _, w, student = teacher_world_student(cfg, device, gen)
     reference = frozen_copy(student)
     chosen, rejected = _teacher_vs_reference_pairs(w, w.train, reference)
     with torch.no_grad():
@@ -160,8 +159,7 @@ def policy_gradient_task(
     spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
 ) -> Task:
     """REINFORCE on student samples; reward = teacher log-prob minus the batch mean."""
-    _, w = single_teacher_world(cfg, device, gen)
-    student = build_student(cfg, device)
+    _, w, student = teacher_world_student(cfg, device, gen)
     reference = frozen_copy(student)
     kl_coef = float(spec.params.get("kl_coef", 0.0))
 
@@ -184,8 +182,7 @@ def on_policy_task(
     spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
 ) -> Task:
     """The loss on responses sampled from the current student; logged: reverse KL on them."""
-    teacher, w = single_teacher_world(cfg, device, gen)
-    student = build_student(cfg, device)
+    teacher, w, student = teacher_world_student(cfg, device, gen)
 
     def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         seqs = sample_continuations(logprobs_of(student), batch[0], cfg.response_len, w.gen)
@@ -218,8 +215,7 @@ def _ranked_candidates(cfg: DemoConfig, w: World, reference: nn.Module) -> tuple
 def _ranking_task(
     spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator, scored: bool
 ) -> Task:
-    _, w = single_teacher_world(cfg, device, gen)
-    student = build_student(cfg, device)
+    _, w, student = teacher_world_student(cfg, device, gen)
     cands, scores = _ranked_candidates(cfg, w, frozen_copy(student))
     k = cfg.n_candidates
 

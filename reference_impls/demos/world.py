@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from reference_impls.demos.models import DemoConfig, LMOutput, TinyLM, build_teacher
+from reference_impls.demos.models import DemoConfig, LMOutput, TinyLM, build_student, build_teacher
 
 BOS = 0
 IGNORE = -100
@@ -159,3 +159,11 @@ def single_teacher_world(
 def teacher_model(w: World) -> Callable[[Tensor], LMOutput]:
     """Wrap the world's teacher log-probs as a model whose logits are those log-probs."""
     return lambda ids: LMOutput(w.teacher_logprobs(ids), ids[..., :0].float(), [])
+
+
+def teacher_world_student(
+    cfg: DemoConfig, device: torch.device, gen: torch.Generator
+) -> tuple[TinyLM, World, TinyLM]:
+    """The usual setting: a random teacher, the world of its samples, a fresh student."""
+    teacher, w = single_teacher_world(cfg, device, gen)
+    return teacher, w, build_student(cfg, device)
