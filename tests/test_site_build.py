@@ -315,6 +315,7 @@ def test_method_page_lists_papers_and_related_methods(fixture_site: Path) -> Non
     assert 'href="../papers/gu-2023-minillm.html"' in text
     assert "Generalizes" in text and 'href="../methods/reverse-kl.html"' in text
     assert "kbtool run minillm" in text
+    assert "python -m reference_impls.demos minillm_loss" in text
     reverse = (fixture_site / "methods" / "reverse-kl.html").read_text(encoding="utf-8")
     assert "Special case of" in reverse and 'href="../methods/minillm.html"' in reverse
 

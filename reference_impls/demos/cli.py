@@ -25,8 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(gloo on CPU, nccl on GPU; the global batch is unchanged)."
         ),
     )
+    names = [spec.name for spec in LOSSES]
     parser.add_argument(
-        "loss", choices=[s.name for s in LOSSES], metavar="LOSS", help="a loss of the registry"
+        "loss", choices=names, metavar="LOSS", help=f"a loss of the registry: {', '.join(names)}"
     )
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
