@@ -57,14 +57,24 @@ class Role(StrEnum):
     SELF_IMPROVEMENT = "self-improvement"
 
 
+class NodeOrigin(StrEnum):
+    """Who defined a taxonomy node: the survey's own tree, or a KD Atlas extension of it."""
+
+    SURVEY = "survey"
+    KD_ATLAS = "kd-atlas"
+
+
 class TaxonomyNode(_Strict):
-    """One heading of the survey's taxonomy (a pillar, a group or a leaf)."""
+    """One heading of the taxonomy (a pillar, a group or a leaf), the survey's or our own."""
 
     id: Slug
     name: NonEmpty
     parent: Slug | None = None
     description: NonEmpty
     order: int = Field(ge=0)
+    origin: NodeOrigin = Field(
+        description="'survey' for the survey's 40 headings, 'kd-atlas' for our extensions."
+    )
 
 
 class Taxonomy(_Strict):

@@ -9,7 +9,7 @@ import pytest
 import kbtool
 from kbtool.kb import KnowledgeBase
 from kbtool.loader import load_records
-from kbtool.model import Paper
+from kbtool.model import NodeOrigin, Paper
 
 #: The 40 taxonomy nodes of the issue and their parents (None for the four pillars).
 EXPECTED_PARENTS: dict[str, str | None] = {
@@ -70,15 +70,29 @@ def paper(kb: KnowledgeBase, key: str) -> Paper:
 
 
 def test_exactly_the_40_nodes_of_the_issue(kb: KnowledgeBase) -> None:
-    """The taxonomy has exactly the issue's node ids, each under the right parent."""
+    """The survey's nodes are exactly the issue's node ids, each under the right parent."""
     assert len(EXPECTED_PARENTS) == 40
-    assert {n.id: n.parent for n in kb.nodes.values()} == EXPECTED_PARENTS
+    survey = {n.id: n.parent for n in kb.nodes.values() if n.origin == NodeOrigin.SURVEY}
+    assert survey == EXPECTED_PARENTS
     assert [n.id for n in kb.children(None)] == [
         "kd-algorithms",
         "skill-distillation",
         "verticalization-distillation",
         "encoder-based-kd",
     ]
+
+
+def test_extension_nodes_are_marked_and_hang_under_the_survey(kb: KnowledgeBase) -> None:
+    """Our extensions say origin kd-atlas, are at most 12, and refine a survey node."""
+    extensions = [n for n in kb.nodes.values() if n.origin == NodeOrigin.KD_ATLAS]
+    assert 1 <= len(extensions) <= 12
+    assert len(extensions) + len(EXPECTED_PARENTS) == len(kb.nodes)
+    for node in extensions:
+        assert node.id not in EXPECTED_PARENTS
+        assert node.parent in EXPECTED_PARENTS, node.id
+        assert not kb.children(node.id), f"{node.id} should be a leaf"
+    orders = [n.order for n in kb.children("distillation-algorithms")]
+    assert len(orders) == len(set(orders))
 
 
 def test_validate_is_clean() -> None:

@@ -57,7 +57,10 @@ def test_minimal_records_are_valid() -> None:
         (Method, {**METHOD, "teacher": "white-box"}),
         (
             TaxonomyNode,
-            {"id": "feature", "name": "Feature", "description": "d", "order": 0, "x": 1},
+            {
+                "id": "feature", "name": "Feature", "description": "d", "order": 0,
+                "origin": "survey", "x": 1,
+            },
         ),
     ],
 )
@@ -285,7 +288,20 @@ def test_records_are_frozen() -> None:
 def test_taxonomy_node_order_is_non_negative() -> None:
     """Sibling order is a non-negative integer."""
     with pytest.raises(ValidationError):
-        TaxonomyNode.model_validate({"id": "a", "name": "A", "description": "d", "order": -1})
+        TaxonomyNode.model_validate(
+            {"id": "a", "name": "A", "description": "d", "order": -1, "origin": "survey"}
+        )
+
+
+def test_taxonomy_node_origin_is_required_and_closed() -> None:
+    """Every node says whose it is: the survey's or a KD Atlas extension; nothing else."""
+    base = {"id": "a", "name": "A", "description": "d", "order": 0}
+    assert TaxonomyNode.model_validate({**base, "origin": "kd-atlas"}).origin == "kd-atlas"
+    with pytest.raises(ValidationError) as missing:
+        TaxonomyNode.model_validate(base)
+    assert [e["loc"] for e in missing.value.errors()] == [("origin",)]
+    with pytest.raises(ValidationError):
+        TaxonomyNode.model_validate({**base, "origin": "ours"})
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import kbtool
 from kbtool import placement, semantic
 from kbtool.kb import KnowledgeBase
 from kbtool.loader import Records
-from kbtool.model import Paper, TaxonomyNode
+from kbtool.model import NodeOrigin, Paper, TaxonomyNode
 from kbtool.search_cli import search_cmd, suggest_cmd
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,7 +94,10 @@ def test_average_votes_halves_each_method_and_adds_shared_papers() -> None:
 
 
 def _node(id_: str, parent: str | None, order: int) -> TaxonomyNode:
-    return TaxonomyNode(id=id_, name=id_.title(), parent=parent, description="d", order=order)
+    return TaxonomyNode(
+        id=id_, name=id_.title(), parent=parent, description="d", order=order,
+        origin=NodeOrigin.SURVEY,
+    )
 
 
 def _paper(id_: str, title: str, nodes: list[str]) -> Paper:
