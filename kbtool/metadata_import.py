@@ -19,6 +19,7 @@ from kbtool.paper_io import (
     normalize_title,
     write_paper,
 )
+from kbtool.venue_years import venue_year_from
 from kbtool.venues import normalize_venue
 
 
@@ -69,6 +70,10 @@ def _update(paper: Paper, record: MetaRecord, arxiv_free: bool) -> Paper:
         changes["arxiv_id"] = record.arxiv_id
         if paper.url is None:
             changes["url"] = f"https://arxiv.org/abs/{record.arxiv_id}"
+    venue_year = venue_year_from(record, paper.venue)
+    if paper.venue_year is None and venue_year is not None:
+        changes["venue_year"] = venue_year
+        source_changes["venue_year"] = record.authors_source
     refs = sorted(set(paper.source.survey_refs) | set(record.survey_refs))
     if refs != paper.source.survey_refs:
         source_changes["survey_refs"] = refs
@@ -114,12 +119,16 @@ def import_metadata(
             year=year,
             month=month,
             venue=_venue(record),
+            venue_year=venue_year_from(record, _venue(record)),
             arxiv_id=record.arxiv_id,
             url=f"https://arxiv.org/abs/{record.arxiv_id}" if record.arxiv_id else None,
             cited_by_survey=True,
             source=Source(
                 metadata=record.authors_source if record.authors else None,
                 survey_refs=list(record.survey_refs),
+                venue_year=(
+                    record.authors_source if venue_year_from(record, _venue(record)) else None
+                ),
             ),
         )
         report.added.append(paper_id)
