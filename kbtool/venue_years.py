@@ -17,13 +17,33 @@ VENUE_YEAR_SOURCES = ("dblp", "papercopilot")
 _CODE = re.compile(r"^[a-z]+(\d{4})$")
 
 
+#: Stored venues that say less than a DBLP or conference-list record: a preprint, or the
+#: proceedings series (PMLR) rather than the conference.
+VAGUE_VENUES = ("arXiv", "Other", "PMLR")
+
+
+def venue_and_year(record: MetaRecord, venue: str) -> tuple[str, int] | None:
+    """The paper's venue and that venue's year according to ``record``: ``venue`` itself, or
+    the record's venue where ``venue`` is vague (arXiv, PMLR); None when the record does not
+    say or names another venue."""
+    if record.authors_source not in VENUE_YEAR_SOURCES or not record.venue:
+        return None
+    theirs = normalize_venue(record.venue)
+    if theirs in VAGUE_VENUES or (theirs != venue and venue not in VAGUE_VENUES):
+        return None
+    year = _year(record)
+    return (theirs, year) if year is not None else None
+
+
 def venue_year_from(record: MetaRecord, venue: str) -> int | None:
     """The year of ``venue`` according to ``record``, or None when the record does not say
     (not a DBLP or conference-list record, another venue, or years that disagree)."""
-    if record.authors_source not in VENUE_YEAR_SOURCES or not record.venue:
-        return None
-    if normalize_venue(record.venue) != venue or venue in ("arXiv", "Other"):
-        return None
+    found = venue_and_year(record, venue)
+    return found[1] if found and found[0] == venue else None
+
+
+def _year(record: MetaRecord) -> int | None:
+    assert record.venue is not None
     raw = record.venue.strip().casefold()
     code = _CODE.fullmatch(raw)
     if code:  # a conference list's code: 'naacl2024'
