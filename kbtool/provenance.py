@@ -66,3 +66,24 @@ def check_origin(value: str) -> str:
     if value not in ORIGINS:
         raise KeyError(f"unknown origin {value!r}; one of {', '.join(ORIGINS)}")
     return value
+
+
+#: The survey's list ends with papers of 2024-02 (the survey is arXiv 2402.13116).
+NEW_SINCE = (2024, 3)
+NEW_SINCE_TEXT = "2024-03"
+_PREPRINT = ("arXiv", "Other")
+
+
+def is_new_since_survey(paper: Paper) -> bool:
+    """Dated 2024-03 or later and not from the survey (no survey-list placement, not cited)."""
+    if paper.cited_by_survey or Basis.SURVEY_LIST.value in bases_of(paper):
+        return False
+    return dated_since(paper, NEW_SINCE)
+
+
+def venue_label(paper: Paper) -> str:
+    """'ICLR 2024 (arXiv 2023-06)': the venue with its own year, then the first version."""
+    if paper.venue in _PREPRINT or paper.venue_year is None:
+        return paper.venue
+    first = first_version_month(paper) if paper.arxiv_id else None
+    return f"{paper.venue} {paper.venue_year}" + (f" (arXiv {first})" if first else "")
