@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,7 @@ from kbtool.model import REPO_PATTERN, ArxivId, NonEmpty, Slug
 from kbtool.safe_yaml import YamlError, read_yaml
 
 Repo = Annotated[str, StringConstraints(pattern=REPO_PATTERN)]
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -95,7 +96,7 @@ class Reviews(_Strict):
         return {r.arxiv_id: r for r in self.reviews}
 
 
-def _load(path: Path, label: str, model: type[Crosswalk] | type[Reviews], problems: list[Problem]):  # type: ignore[no-untyped-def]
+def _load(path: Path, label: str, model: type[M], problems: list[Problem]) -> M | None:
     try:
         data = read_yaml(path)
     except YamlError as exc:
@@ -118,7 +119,7 @@ def load_crosswalk(
 ) -> Crosswalk | None:
     """Read and check the crosswalk: schema, known nodes, each (repo, section) once."""
     label = path.as_posix()
-    crosswalk: Crosswalk | None = _load(path, label, Crosswalk, problems)
+    crosswalk = _load(path, label, Crosswalk, problems)
     if crosswalk is None:
         return None
     known = set(node_ids)
@@ -144,7 +145,7 @@ def load_crosswalk(
 def load_reviews(path: Path, node_ids: Iterable[str], problems: list[Problem]) -> Reviews | None:
     """Read and check the reviews: schema, known nodes, one review per arXiv id."""
     label = path.as_posix()
-    reviews: Reviews | None = _load(path, label, Reviews, problems)
+    reviews = _load(path, label, Reviews, problems)
     if reviews is None:
         return None
     known = set(node_ids)
@@ -156,9 +157,10 @@ def load_reviews(path: Path, node_ids: Iterable[str], problems: list[Problem]) -
                 Problem(label, f"{where}.arxiv_id", f"{review.arxiv_id} reviewed twice")
             )
         seen.add(review.arxiv_id)
-        for node in review.nodes:
-            if node not in known:
-                problems.append(Problem(label, f"{where}.nodes", f"unknown node {node!r}"))
+        for name, nodes in (("nodes", review.nodes), ("shortlist", review.shortlist)):
+            for node in nodes:
+                if node not in known:
+                    problems.append(Problem(label, f"{where}.{name}", f"unknown node {node!r}"))
     return reviews
 
 

@@ -258,6 +258,11 @@ def import_post_survey(
         review = inputs.reviews.get(record.arxiv_id)
         if review is not None and review.drop is not None:
             report.dropped.append(f"arXiv {record.arxiv_id} {record.title!r}: {review.drop}")
+            if record.arxiv_id in by_arxiv:
+                report.notes.append(
+                    f"arXiv {record.arxiv_id} is dropped by review but papers/"
+                    f"{by_arxiv[record.arxiv_id]}.yaml exists: left in place, remove it by hand"
+                )
             continue
         placements = placements_for(record, inputs.crosswalk, review)
         if not placements:

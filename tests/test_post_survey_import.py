@@ -225,9 +225,7 @@ def test_newer_file_adds_and_reports_what_changed(root: Path, tmp_path: Path) ->
 
 
 def test_dedup_by_arxiv_id_reports_a_second_title(root: Path, tmp_path: Path) -> None:
-    records = [
-        line("2306.08543", "A Different Title For That Id", (EFF, "Knowledge Distillation"))
-    ]
+    records = [line("2306.08543", "A Different Title For That Id", (EFF, "Knowledge Distillation"))]
     report = run(root, *write_inputs(tmp_path / "in", records, reviews={"reviews": []}))
     assert report.added == []
     assert report.conflicts == [
@@ -308,6 +306,18 @@ def _bad_cases() -> list[tuple[str, dict[str, Any], tuple[str, str, str]]]:
                 }
             },
             ("reviews.yaml", "reviews.0", "either a non-empty `nodes` list or a `drop` reason"),
+        ),
+        (
+            "unknown shortlist node",
+            {
+                "reviews": {
+                    "reviews": [
+                        {"arxiv_id": "2403.00001", "nodes": ["labeling"], "shortlist": ["nope"]},
+                        *REVIEWS["reviews"][1:],
+                    ]
+                }
+            },
+            ("reviews.yaml", "reviews.0.shortlist", "unknown node 'nope'"),
         ),
         (
             "no node, no review",
