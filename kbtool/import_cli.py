@@ -18,10 +18,12 @@ out = Console()
 def import_papers_cmd(
     file: Annotated[Path, typer.Argument(help="A post-survey source file (JSON lines).")],
     crosswalk: Annotated[
-        Path, typer.Option(help="List sections -> nodes (taxonomy/crosswalk.yaml).")
-    ] = Path("taxonomy/crosswalk.yaml"),
+        Path | None,
+        typer.Option(help="List sections -> nodes [default: <root>/taxonomy/crosswalk.yaml]."),
+    ] = None,
     reviews: Annotated[
-        Path | None, typer.Option(help="Reviewed placements (taxonomy/reviews.yaml).")
+        Path | None,
+        typer.Option(help="Reviewed placements [default: <root>/taxonomy/reviews.yaml if any]."),
     ] = None,
     root: Annotated[
         Path | None, typer.Option("--root", help="Knowledge base directory (default: bundled).")
@@ -33,10 +35,15 @@ def import_papers_cmd(
     from kbtool.post_survey import import_post_survey
 
     base = root if root is not None else default_root()
+    crosswalk = crosswalk or base / "taxonomy" / "crosswalk.yaml"
+    if reviews is None and (base / "taxonomy" / "reviews.yaml").is_file():
+        reviews = base / "taxonomy" / "reviews.yaml"
     for path in (file, crosswalk, *([reviews] if reviews else [])):
         if not path.is_file():
             raise FileNotFoundError(2, "no such file", str(path))
     report = import_post_survey(base, file, crosswalk, reviews)
+    used = f"crosswalk {crosswalk}" + (f", reviews {reviews}" if reviews else ", no reviews")
+    out.print(f"placed by {used}", soft_wrap=True, highlight=False)
     out.print(
         f"{report.records} papers in the source: {len(report.added)} added, "
         f"{len(report.updated)} updated, {len(report.dropped)} dropped, "

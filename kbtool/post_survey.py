@@ -198,11 +198,16 @@ def _updated(paper: Paper, record: SourceRecord, label: str, placements: list[Pl
     new_placements = kept + [p for p in placements if p.node not in kept_nodes]
     fields["placements"] = new_placements
     fields["nodes"] = [p.node for p in new_placements]
+    fresh = _source_block(record, label, fields["venue_year"])  # type: ignore[arg-type]
+    source = {
+        "post_survey": fresh.post_survey,
+        "venue_year": fresh.venue_year,
+        "notes": list(dict.fromkeys([*paper.source.notes, *fresh.notes])),
+    }
     if not record.venue:
         fields["venue"], fields["venue_year"] = paper.venue, paper.venue_year
-        fields["source"] = fields["source"].model_copy(  # type: ignore[attr-defined]
-            update={"venue_year": paper.source.venue_year}
-        )
+        source["venue_year"] = paper.source.venue_year
+    fields["source"] = paper.source.model_copy(update=source)
     fields["authors"] = list(record.authors) or list(paper.authors)
     fields["code"] = list(dict.fromkeys([*paper.code, *record.code]))
     data = {**paper.model_dump(), **fields}

@@ -432,3 +432,30 @@ def test_the_real_source_reads_cleanly() -> None:
     assert problems == []
     assert len({r.arxiv_id for r in records}) == len(records) >= 333
     assert all(r.sections or r.arxiv_id in ("2505.04560", "2503.16870") for r in records)
+
+
+def test_cli_defaults_to_the_crosswalk_and_reviews_of_the_root(root: Path, tmp_path: Path) -> None:
+    source, cw, rv = write_inputs(tmp_path / "in")
+    shutil.copy(cw, root / "taxonomy" / "crosswalk.yaml")
+    shutil.copy(rv, root / "taxonomy" / "reviews.yaml")
+    result = CliRunner(env={"COLUMNS": "1000"}).invoke(
+        app, ["import-papers", str(source), "--root", str(root)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"reviews {root / 'taxonomy' / 'reviews.yaml'}" in result.stdout
+    assert "2 added" in result.stdout
+
+
+def test_reimport_keeps_facts_added_by_hand(root: Path, tmp_path: Path) -> None:
+    inputs = write_inputs(tmp_path / "in")
+    run(root, *inputs)
+    path = root / "papers" / "agents2025that.yaml"
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("authors: []", "authors:\n  - Dee Lu").replace(
+        "methods: []", "methods:\n  - forward-kl"
+    )
+    path.write_text(text, encoding="utf-8")
+    report = run(root, *inputs)
+    assert report.updated == []
+    paper = kbtool.load(root).papers["agents2025that"]
+    assert paper.authors == ["Dee Lu"] and paper.methods == ["forward-kl"]
