@@ -3,8 +3,9 @@
 Vertices are ``"node:<id>"``, ``"paper:<id>"`` and ``"method:<id>"`` with a ``kind``
 attribute; edges carry a ``type``: ``child_of`` (node -> parent), ``placed_in``
 (paper -> node, with the placement's ``basis``), ``uses_method`` (paper -> method),
-``introduces`` (paper -> method), ``belongs_to`` (method -> node), and between methods ``generalizes`` (general -> special,
-with the ``when`` condition) and its inverse ``special_case_of``.
+``introduces`` (paper -> method), ``belongs_to`` (method -> node), and between methods
+``generalizes`` (general -> special, with the ``when`` condition) and its inverse
+``special_case_of``.
 """
 
 from __future__ import annotations
