@@ -1,7 +1,9 @@
 """BibTeX export and import of papers with bibtexparser v2.
 
 Export: ``@misc`` with ``eprint``/``archivePrefix`` for arXiv-only papers, ``@inproceedings``
-for conference papers, ``@article`` for journals. Titles keep their case (outer braces) and
+for conference papers, ``@article`` for journals, both with the venue's own year (the first
+version's date in ``origdate``); a venue paper whose venue year is unknown is an ``@misc`` of its
+first version with the venue in a note. Titles keep their case (outer braces) and
 LaTeX specials are escaped. Import reads such entries back into papers (round trip).
 """
 
@@ -17,6 +19,7 @@ from bibtexparser.library import Library
 from kbtool.model import Paper
 
 JOURNALS = {"TACL", "TMLR", "JMLR", "PNAS", "IJCV", "Nature"}
+VENUE_NOTE_TAIL = " (venue year not known; first version cited)"
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -52,15 +55,29 @@ def _entry(paper: Paper) -> model.Entry:
     fields: list[tuple[str, str]] = [("title", "{" + escape_latex(paper.title) + "}")]
     if paper.authors:
         fields.append(("author", " and ".join(escape_latex(a) for a in paper.authors)))
-    fields.append(("year", str(paper.year)))
-    if paper.month:
-        fields.append(("month", MONTHS[paper.month - 1]))
-    if paper.venue in JOURNALS:
-        entry_type = "article"
-        fields.append(("journal", escape_latex(paper.venue)))
-    elif paper.venue in ("arXiv", "Other") or not paper.venue:
+    preprint = paper.venue in ("arXiv", "Other") or not paper.venue
+    if paper.venue_year is not None and not preprint:
+        # The venue's own year; the first-version date moves to biblatex's origdate.
+        fields.append(("year", str(paper.venue_year)))
+        first = f"{paper.year}-{paper.month:02d}" if paper.month else str(paper.year)
+        fields.append(("origdate", first))
+    else:
+        fields.append(("year", str(paper.year)))
+        if paper.month:
+            fields.append(("month", MONTHS[paper.month - 1]))
+    if preprint:
         entry_type = "misc"
         fields.append(("howpublished", paper.venue))
+    elif paper.venue_year is None:
+        # A venue paper whose venue year no source gives: cite the first version, name the
+        # venue in a note, never guess its year.
+        entry_type = "misc"
+        if paper.arxiv_id:
+            fields.append(("howpublished", "arXiv"))
+        fields.append(("note", f"Venue: {escape_latex(paper.venue)}{VENUE_NOTE_TAIL}"))
+    elif paper.venue in JOURNALS:
+        entry_type = "article"
+        fields.append(("journal", escape_latex(paper.venue)))
     else:
         entry_type = "inproceedings"
         fields.append(("booktitle", escape_latex(paper.venue)))
@@ -106,8 +123,10 @@ def entry_to_data(entry: model.Entry) -> dict[str, Any]:
     def text(name: str) -> str:
         return unescape_latex(_strip_outer_braces(f[name])) if name in f else ""
 
+    note = re.fullmatch(r"Venue: (.+)" + re.escape(VENUE_NOTE_TAIL), text("note"))
     venue = (
-        text("journal")
+        (note.group(1) if note else "")
+        or text("journal")
         or text("booktitle")
         or text("howpublished")
         or ("arXiv" if f.get("archiveprefix", "").lower() == "arxiv" else "Other")
@@ -122,6 +141,11 @@ def entry_to_data(entry: model.Entry) -> dict[str, Any]:
         "year": int(f["year"]) if f.get("year", "").strip().isdigit() else f.get("year"),
         "venue": venue,
     }
+    origdate = re.fullmatch(r"(\d{4})(?:-(\d{2}))?", f.get("origdate", "").strip())
+    if origdate:  # year is the venue's; origdate the first version's
+        data["venue_year"], data["year"] = data["year"], int(origdate.group(1))
+        month = origdate.group(2) or ""
+        month = str(int(month)) if month else ""
     if month in MONTHS:
         data["month"] = MONTHS.index(month) + 1
     elif month.isdigit():

@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kbtool.errors import KnowledgeBaseError, Problem
+from kbtool.import_cli import import_papers_cmd
 from kbtool.kb import KnowledgeBase, load
 from kbtool.loader import load_records
 from kbtool.search_cli import search_cmd, suggest_cmd
@@ -165,6 +166,9 @@ def query(
         bool | None,
         typer.Option("--cited-by-survey/--not-cited-by-survey", help="In the survey's references."),
     ] = None,
+    since: Annotated[str | None, typer.Option(help="First version from YYYY-MM on.")] = None,
+    basis: Annotated[str | None, typer.Option(help="survey-list, crosswalk or reviewed.")] = None,
+    origin: Annotated[str | None, typer.Option(help="Node origin: survey or kd-atlas.")] = None,
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table or json.")
     ] = OutputFormat.table,
@@ -186,6 +190,9 @@ def query(
         teacher_access=teacher_access,
         text=text,
         cited_by_survey=cited_by_survey,
+        since=since,
+        basis=basis,
+        origin=origin,
     )
     if output is OutputFormat.json:
         from kbtool.paper_io import paper_to_data
@@ -376,6 +383,9 @@ def import_bibtex_cmd(
     out.print(f"{len(report.added)} added, {len(report.skipped)} already present")
     for line in report.skipped:
         out.print(f"  skipped: {line}")
+
+
+app.command("import-papers")(_friendly(import_papers_cmd))
 
 
 def _read_text(path: Path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from kbtool.bibtex import JOURNALS
+from kbtool.bibtex import JOURNALS, VENUE_NOTE_TAIL
 from kbtool.model import Paper
 from kbtool.paper_io import paper_to_data
 
@@ -21,16 +21,26 @@ def _csl_name(author: str) -> dict[str, str]:
 def to_csl(paper: Paper) -> dict[str, Any]:
     """One CSL-JSON item."""
     date_parts = [paper.year, paper.month] if paper.month else [paper.year]
+    preprint = paper.venue in ("arXiv", "Other")
     item: dict[str, Any] = {
         "id": paper.id,
         "type": "article-journal"
         if paper.venue in JOURNALS
-        else ("article" if paper.venue in ("arXiv", "Other") else "paper-conference"),
+        else ("article" if preprint else "paper-conference"),
         "title": paper.title,
         "author": [_csl_name(a) for a in paper.authors],
         "issued": {"date-parts": [date_parts]},
         "container-title": paper.venue,
     }
+    if not preprint and paper.venue_year is not None:
+        # The venue's own year is the issued date; the first version is the original date.
+        item["issued"] = {"date-parts": [[paper.venue_year]]}
+        item["original-date"] = {"date-parts": [date_parts]}
+    elif not preprint:
+        # Venue year unknown: cite the first version and name the venue, never guess a year.
+        item["type"] = "article"
+        item["container-title"] = "arXiv" if paper.arxiv_id else ""
+        item["note"] = f"Venue: {paper.venue}{VENUE_NOTE_TAIL}"
     if paper.url:
         item["URL"] = paper.url
     if paper.arxiv_id:

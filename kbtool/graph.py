@@ -2,9 +2,10 @@
 
 Vertices are ``"node:<id>"``, ``"paper:<id>"`` and ``"method:<id>"`` with a ``kind``
 attribute; edges carry a ``type``: ``child_of`` (node -> parent), ``placed_in``
-(paper -> node), ``uses_method`` (paper -> method), ``introduces`` (paper -> method),
-``belongs_to`` (method -> node), and between methods ``generalizes`` (general -> special,
-with the ``when`` condition) and its inverse ``special_case_of``.
+(paper -> node, with the placement's ``basis``), ``uses_method`` (paper -> method),
+``introduces`` (paper -> method), ``belongs_to`` (method -> node), and between methods
+``generalizes`` (general -> special, with the ``when`` condition) and its inverse
+``special_case_of``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ def build_graph(kb: KnowledgeBase) -> nx.MultiDiGraph:
             g.add_edge(vertex("node", node.id), vertex("node", node.parent), type="child_of")
     for paper in kb.papers.values():
         for node_id in paper.nodes:
-            g.add_edge(vertex("paper", paper.id), vertex("node", node_id), type="placed_in")
+            placement = paper.basis_of(node_id)
+            basis = placement.basis.value if placement else None
+            g.add_edge(
+                vertex("paper", paper.id), vertex("node", node_id), type="placed_in", basis=basis
+            )
         for method_id in paper.methods:
             g.add_edge(vertex("paper", paper.id), vertex("method", method_id), type="uses_method")
     for method in kb.methods.values():

@@ -15,7 +15,7 @@ from kbtool.atomic import write_text_atomic
 from kbtool.awesome import AwesomeRow, parse_awesome
 from kbtool.loader import load_for_import
 from kbtool.metadata import MetadataIndex
-from kbtool.model import AwesomeRowSource, Paper, Source
+from kbtool.model import AwesomeRowSource, Basis, Paper, Placement, Source
 from kbtool.paper_io import (
     build_paper,
     make_paper_id,
@@ -23,6 +23,7 @@ from kbtool.paper_io import (
     similar_titles,
     write_paper,
 )
+from kbtool.report_sections import marked_sections
 from kbtool.venues import normalize_venue
 
 REPORT_NAME = "IMPORT_REPORT.md"
@@ -244,6 +245,7 @@ def _new_paper(
         code=_merge_unique([], [c for r in group.rows for c in r.code]),
         data=_merge_unique([], [d for r in group.rows for d in r.data]),
         nodes=_merge_unique([], [r.node for r in group.rows]),
+        placements=_survey_list_placements([], [r.node for r in group.rows]),
         cited_by_survey=bool(survey_refs),
         source=Source(
             awesome_list=_row_sources(group.rows), metadata=meta_source, survey_refs=survey_refs
@@ -259,11 +261,19 @@ def _updated_paper(paper: Paper, group: _Group) -> Paper:
     return paper.model_copy(
         update={
             "nodes": _merge_unique(paper.nodes, [r.node for r in rows]),
+            "placements": _survey_list_placements(paper.placements, [r.node for r in rows]),
             "code": _merge_unique(paper.code, [c for r in rows for c in r.code]),
             "data": _merge_unique(paper.data, [d for r in rows for d in r.data]),
             "source": source,
         }
     )
+
+
+def _survey_list_placements(old: list[Placement], nodes: list[str]) -> list[Placement]:
+    """``old`` plus a survey-list placement for each node of ``nodes`` not yet placed."""
+    placed = {p.node for p in old}
+    fresh = [n for n in dict.fromkeys(nodes) if n not in placed]
+    return [*old, *(Placement(node=n, basis=Basis.SURVEY_LIST) for n in fresh)]
 
 
 def _merge_sources(
@@ -344,5 +354,7 @@ def import_awesome(
     for paper_id in [*report.added, *report.updated]:
         write_paper(root, papers[paper_id])
     if write_report:
-        write_text_atomic(root / "papers" / REPORT_NAME, report.to_markdown())
+        path = root / "papers" / REPORT_NAME
+        kept = marked_sections(path.read_text(encoding="utf-8")) if path.is_file() else ""
+        write_text_atomic(path, report.to_markdown() + (f"\n{kept}" if kept else ""))
     return report

@@ -134,14 +134,20 @@ class KnowledgeBase:
         teacher_access: str | None = None,
         text: str | None = None,
         cited_by_survey: bool | None = None,
+        since: str | None = None,
+        basis: str | None = None,
+        origin: str | None = None,
     ) -> list[Paper]:
         """Papers matching every given filter (all filters are optional), newest first.
 
         ``node`` includes descendants; ``objective`` and ``elicitation`` match the survey-table
         facts or the placement; ``venue``, ``teacher`` and ``student`` match case-insensitive
         substrings; ``teacher_access`` keeps papers using at least one method with that access;
-        ``text`` searches titles and authors.
+        ``text`` searches titles and authors; ``since`` ('2024-03') keeps papers whose first
+        (arXiv) version is from that month on; ``basis`` keeps papers with at least one
+        placement of that basis; ``origin`` keeps papers on at least one node of that origin.
         """
+        from kbtool import provenance
         ix = self._index
         ids: set[str] | None = None
         if objective is not None and objective not in OBJECTIVE_NODES:
@@ -173,6 +179,16 @@ class KnowledgeBase:
             for m in self.methods_where(teacher_access=teacher_access):
                 using |= ix.by_method.get(m.id, set())
             narrow(using)
+        if basis is not None:
+            wanted = provenance.check_basis(basis)
+            narrow({pid for pid, p in self.papers.items() if wanted in provenance.bases_of(p)})
+        if origin is not None:
+            kind = provenance.check_origin(origin)
+            at = {n for n, node in self.nodes.items() if provenance.node_origin(node) == kind}
+            narrow({pid for pid, p in self.papers.items() if at.intersection(p.nodes)})
+        if since is not None:
+            start = provenance.parse_month(since)
+            narrow({pid for pid, p in self.papers.items() if provenance.dated_since(p, start)})
         pool = ix.all_ids if ids is None else ids
         for needle, table in (
             (venue, ix.venue),

@@ -209,6 +209,11 @@ def check_references(records: Records, method_origin: dict[str, str]) -> None:
         for node_id in paper.nodes:
             if node_id not in node_ids:
                 problems.append(Problem(rel, "nodes", f"unknown node {node_id!r}"))
+        unplaced = [n for n in paper.nodes if paper.basis_of(n) is None]
+        if unplaced:
+            problems.append(
+                Problem(rel, "placements", f"no recorded basis for node(s) {', '.join(unplaced)}")
+            )
         for method_id in paper.methods:
             if method_id not in method_ids:
                 problems.append(Problem(rel, "methods", f"unknown method {method_id!r}"))

@@ -19,6 +19,7 @@ from kbtool.paper_io import (
     normalize_title,
     write_paper,
 )
+from kbtool.venue_years import venue_and_year, venue_year_from
 from kbtool.venues import normalize_venue
 
 
@@ -69,6 +70,13 @@ def _update(paper: Paper, record: MetaRecord, arxiv_free: bool) -> Paper:
         changes["arxiv_id"] = record.arxiv_id
         if paper.url is None:
             changes["url"] = f"https://arxiv.org/abs/{record.arxiv_id}"
+    found = venue_and_year(record, paper.venue)
+    if paper.venue_year is None and found is not None:
+        changes["venue"], changes["venue_year"] = found
+        source_changes["venue_year"] = record.authors_source
+        if found[0] != paper.venue:
+            note = f"venue {found[0]} from {record.authors_source} (was {paper.venue})"
+            source_changes["notes"] = [*paper.source.notes, note]
     refs = sorted(set(paper.source.survey_refs) | set(record.survey_refs))
     if refs != paper.source.survey_refs:
         source_changes["survey_refs"] = refs
@@ -114,12 +122,16 @@ def import_metadata(
             year=year,
             month=month,
             venue=_venue(record),
+            venue_year=venue_year_from(record, _venue(record)),
             arxiv_id=record.arxiv_id,
             url=f"https://arxiv.org/abs/{record.arxiv_id}" if record.arxiv_id else None,
             cited_by_survey=True,
             source=Source(
                 metadata=record.authors_source if record.authors else None,
                 survey_refs=list(record.survey_refs),
+                venue_year=(
+                    record.authors_source if venue_year_from(record, _venue(record)) else None
+                ),
             ),
         )
         report.added.append(paper_id)

@@ -10,12 +10,21 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 PAPER_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 ARXIV_ID_PATTERN = r"^\d{4}\.\d{4,5}$"
 URL_PATTERN = r"^https?://[^\s<>\"']+$"
+REPO_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 LOSS_PATTERN = r"^reference_impls(?:\.[A-Za-z_][A-Za-z0-9_]*)+$"
 MIN_YEAR = 1990
 MAX_YEAR = 2030
@@ -136,6 +145,63 @@ class AwesomeRowSource(_Strict):
     date: str
 
 
+class Basis(StrEnum):
+    """Who put a paper on a node: the survey authors' list, our crosswalk, or a review."""
+
+    SURVEY_LIST = "survey-list"
+    CROSSWALK = "crosswalk"
+    REVIEWED = "reviewed"
+
+
+class ListSection(_Strict):
+    """One section heading of a curated public paper list (``owner/name`` on GitHub)."""
+
+    repo: Annotated[str, StringConstraints(pattern=REPO_PATTERN)]
+    section: NonEmpty
+
+
+class Placement(_Strict):
+    """The basis of one placement of a paper on a taxonomy node.
+
+    ``crosswalk`` placements name the list sections that ``taxonomy/crosswalk.yaml`` maps to
+    the node; ``reviewed`` ones may say why the reviewer chose the node.
+    """
+
+    node: Slug
+    basis: Basis
+    sections: list[ListSection] = Field(
+        default_factory=list, description="crosswalk only: the list sections mapped to the node."
+    )
+    note: NonEmpty | None = Field(default=None, description="reviewed only: why this node.")
+
+    @model_validator(mode="after")
+    def _basis_fields(self) -> Placement:
+        if self.basis is Basis.CROSSWALK and not self.sections:
+            raise ValueError("a crosswalk placement names at least one list section")
+        if self.basis is not Basis.CROSSWALK and self.sections:
+            raise ValueError(f"a {self.basis.value} placement has no list sections")
+        if self.basis is not Basis.REVIEWED and self.note is not None:
+            raise ValueError("only a reviewed placement has a note")
+        return self
+
+
+class ListedAt(ListSection):
+    """A list section with the commit of the list that was read."""
+
+    commit: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{7,40}$")] | None = None
+
+
+class PostSurveySource(_Strict):
+    """Provenance of a paper imported from the post-survey source (post-survey-papers.jsonl)."""
+
+    file: NonEmpty = Field(description="The source file's name.")
+    verified_by: NonEmpty = Field(description="Evidence URL of the id-title pair, or 'list'.")
+    sections: list[ListedAt] = Field(
+        default_factory=list, description="Every list section that files the paper."
+    )
+    venue: str | None = Field(default=None, description="The venue as the source prints it.")
+
+
 class Source(_Strict):
     """Where each fact of a paper came from."""
 
@@ -145,6 +211,10 @@ class Source(_Strict):
         default=None, description="authors_source of paper-metadata.jsonl, when used."
     )
     survey_refs: list[int] = Field(default_factory=list)
+    post_survey: PostSurveySource | None = None
+    venue_year: str | None = Field(
+        default=None, description="Where venue_year comes from (e.g. 'dblp', 'papercopilot')."
+    )
     notes: list[str] = Field(default_factory=list)
 
 
@@ -157,11 +227,17 @@ class Paper(_Strict):
     year: Year
     month: int | None = Field(default=None, ge=1, le=12)
     venue: NonEmpty
+    venue_year: Year | None = Field(
+        default=None, description="The venue's own year (e.g. ICLR 2024), only where a source says."
+    )
     arxiv_id: ArxivId | None = None
     url: Url | None = None
     code: list[Url] = Field(default_factory=list)
     data: list[Url] = Field(default_factory=list)
     nodes: list[Slug] = Field(default_factory=list)
+    placements: list[Placement] = Field(
+        default_factory=list, description="The basis of each node in ``nodes``, one per node."
+    )
     methods: list[Slug] = Field(default_factory=list)
     roles: list[Role] = Field(default_factory=list)
     teachers: list[NonEmpty] = Field(default_factory=list)
@@ -183,6 +259,41 @@ class Paper(_Strict):
     def _known_objectives(cls, value: list[str]) -> list[str]:
         return _check_members(value, OBJECTIVE_NODES, "distillation-algorithm")
 
+    @field_validator("placements")
+    @classmethod
+    def _placements_match_nodes(
+        cls, value: list[Placement], info: ValidationInfo
+    ) -> list[Placement]:
+        placed = [p.node for p in value]
+        if len(set(placed)) != len(placed):
+            raise ValueError("a node has more than one placement")
+        nodes = set(info.data.get("nodes") or [])
+        if value and set(placed) != nodes:
+            missing, extra = sorted(nodes - set(placed)), sorted(set(placed) - nodes)
+            parts = [f"nodes without a placement: {', '.join(missing)}"] if missing else []
+            parts += [f"placements of nodes not in nodes: {', '.join(extra)}"] if extra else []
+            raise ValueError("; ".join(parts))
+        return value
+
+    @field_validator("venue_year")
+    @classmethod
+    def _venue_has_year(cls, value: int | None, info: ValidationInfo) -> int | None:
+        venue = str(info.data.get("venue") or "")
+        if value is not None and venue.casefold() in _NO_VENUE:
+            raise ValueError(f"{venue!r} is not a venue with a year of its own")
+        return value
+
+    def basis_of(self, node_id: str) -> Placement | None:
+        """The placement record of ``node_id`` (None for a node without a recorded basis)."""
+        return next((p for p in self.placements if p.node == node_id), None)
+
+    @property
+    def first_version(self) -> tuple[int, int | None]:
+        """(year, month) of the first version: from the arXiv id when there is one."""
+        if self.arxiv_id:
+            return 2000 + int(self.arxiv_id[:2]), int(self.arxiv_id[2:4])
+        return self.year, self.month
+
     @property
     def has_code(self) -> bool:
         """True when at least one code link is known."""
@@ -192,6 +303,9 @@ class Paper(_Strict):
     def arxiv_url(self) -> str | None:
         """The abstract page on arXiv, when the paper has an arXiv id."""
         return f"https://arxiv.org/abs/{self.arxiv_id}" if self.arxiv_id else None
+
+
+_NO_VENUE = {"arxiv", "other", "biorxiv"}
 
 
 def _check_members(value: list[str], allowed: tuple[str, ...], kind: str) -> list[str]:

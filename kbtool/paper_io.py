@@ -135,6 +135,9 @@ def paper_to_data(paper: Paper) -> dict[str, Any]:
     for row in data["source"].get("summary_table", []):
         if not row.get("printed"):
             row.pop("printed", None)
+    data["placements"] = [
+        {k: v for k, v in row.items() if v not in (None, [])} for row in data["placements"]
+    ]
     return data
 
 

@@ -278,6 +278,9 @@ def import_summary(root: Path, text: str) -> SummaryReport:
         )
         if not paper.nodes:
             merged["nodes"] = skill_nodes(row)
+            merged["placements"] = [
+                {"node": n, "basis": "survey-list"} for n in skill_nodes(row)
+            ]  # the survey's own Table 3 places it
         new = Paper.model_validate(
             {
                 **paper.model_dump(),

@@ -18,7 +18,9 @@ from kbtool.kb import KnowledgeBase
 from kbtool.model import Paper
 
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
-ROUND_TRIP_FIELDS = ("id", "title", "authors", "year", "month", "venue", "arxiv_id", "url", "nodes")
+ROUND_TRIP_FIELDS = (
+    "id", "title", "authors", "year", "month", "venue", "venue_year", "arxiv_id", "url", "nodes",
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,8 @@ def test_every_real_entry_parses_independently(real_kb: KnowledgeBase) -> None:
     assert len(entries) == len(papers)
     for paper in papers:
         entry = entries[paper.id]
-        assert entry["year"] == str(paper.year)
+        # the venue's own year where known (issue 14), else the first version's
+        assert entry["year"] == str(paper.venue_year or paper.year)
         if paper.arxiv_id:
             assert entry["eprint"] == paper.arxiv_id
             assert entry["archivePrefix"] == "arXiv"
@@ -117,12 +120,19 @@ def test_entry_types_and_venue_fields(small_kb: KnowledgeBase) -> None:
     assert types["gu2023minillm"] == "inproceedings"
     assert types["bai2022constitutional"] == "misc"
     assert types["taori2023alpaca"] == "misc"
+    assert types["ko2024distillm"] == "misc"  # ICML, venue year not in the fixture
     entries = fields_of(to_bibtex(list(small_kb.papers.values())))
     minillm = entries["gu2023minillm"]
     assert minillm["booktitle"] == "ICLR"
     assert minillm["eprint"] == "2306.08543" and minillm["archivePrefix"] == "arXiv"
     assert minillm["author"] == "Yuxian Gu and Li Dong and Furu Wei and Minlie Huang"
-    assert minillm["month"] == "jun"
+    # ICLR 2024, first version 2023-06: the venue's year, the arXiv date as origdate
+    assert minillm["year"] == "2024" and minillm["origdate"] == "2023-06"
+    assert "month" not in minillm
+    distillm = entries["ko2024distillm"]
+    assert distillm["year"] == "2024" and distillm["month"] == "feb"
+    assert distillm["note"] == "Venue: ICML (venue year not known; first version cited)"
+    assert "booktitle" not in distillm and distillm["howpublished"] == "arXiv"
     assert minillm["keywords"] == "feature, feedback, divergence-and-similarity"
     assert "eprint" not in entries["taori2023alpaca"]
     assert entries["taori2023alpaca"]["howpublished"] == "Other"
@@ -143,7 +153,11 @@ def test_csl_json_is_valid_with_expected_keys(small_kb: KnowledgeBase) -> None:
         assert {"id", "type", "title", "author", "issued", "container-title"} <= set(item)
     minillm = next(i for i in items if i["id"] == "gu2023minillm")
     assert minillm["type"] == "paper-conference"
-    assert minillm["issued"] == {"date-parts": [[2023, 6]]}
+    assert minillm["issued"] == {"date-parts": [[2024]]}  # ICLR 2024
+    assert minillm["original-date"] == {"date-parts": [[2023, 6]]}
+    distillm = next(i for i in items if i["id"] == "ko2024distillm")
+    assert distillm["type"] == "article" and distillm["issued"] == {"date-parts": [[2024, 2]]}
+    assert distillm["note"].startswith("Venue: ICML (venue year not known")
     assert minillm["author"][0] == {"family": "Gu", "given": "Yuxian"}
     assert minillm["URL"] == "https://arxiv.org/abs/2306.08543"
     assert minillm["number"] == "arXiv:2306.08543"

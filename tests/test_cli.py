@@ -58,9 +58,9 @@ def broken_kb(tmp_path: Path) -> Path:
     path.write_text(text, encoding="utf-8")
     ok = root / "papers" / "li2023chatdoctor.yaml"
     ok.write_text(
-        ok.read_text(encoding="utf-8").replace(
-            "  - medical-healthcare\n", f"  - {LONG_UNKNOWN_NODE}\n"
-        ),
+        ok.read_text(encoding="utf-8")
+        .replace("  - medical-healthcare\n", f"  - {LONG_UNKNOWN_NODE}\n")
+        .replace("{node: medical-healthcare,", f"{{node: {LONG_UNKNOWN_NODE},"),
         encoding="utf-8",
     )
     return root
@@ -312,7 +312,9 @@ def test_export_replaces_existing_file_atomically(
 def test_export_to_stdout_and_other_formats() -> None:
     """BibTeX, CSL-JSON and JSON to stdout."""
     bib = invoke("export", "bibtex", "--node", "medical-healthcare", "--root", KB_SMALL)
-    assert bib.exit_code == 0 and "@inproceedings{li2023chatdoctor," in bib.stdout
+    # Cureus with no known venue year: the first version, the venue in a note (issue 14)
+    assert bib.exit_code == 0 and "@misc{li2023chatdoctor," in bib.stdout
+    assert "note = {Venue: Cureus (venue year not known" in bib.stdout
     csl = json.loads(invoke("export", "csl", "--root", KB_SMALL).stdout)
     assert len(csl) == 6
     doc = json.loads(invoke("export", "json", "--root", KB_SMALL).stdout)

@@ -72,6 +72,8 @@ def test_placed_in(graph: nx.MultiDiGraph) -> None:
         ("paper:bai2022constitutional", "node:reinforcement-learning"),
         ("paper:bai2022constitutional", "node:preference"),
     }
+    bases = {d["basis"] for _, _, d in graph.edges(data=True) if d["type"] == "placed_in"}
+    assert bases == {"survey-list"}  # every fixture placement comes from the survey's list
 
 
 def test_uses_method(graph: nx.MultiDiGraph) -> None:

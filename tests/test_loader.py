@@ -74,6 +74,7 @@ def test_problem_renders_as_file_field_message() -> None:
 def test_unknown_node_in_paper(kb: Path) -> None:
     """A paper placed under a node that does not exist."""
     edit(kb, MINILLM, "  - feedback\n", "  - feedbak\n")
+    edit(kb, MINILLM, "{node: feedback,", "{node: feedbak,")
     p = only(problems_of(kb))
     assert (p.file, p.field) == (MINILLM, "nodes")
     assert "unknown node 'feedbak'" in p.message

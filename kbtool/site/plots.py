@@ -147,8 +147,12 @@ def stacked_columns(
     title: str,
     categories: Sequence[str],
     series: Sequence[tuple[str, Sequence[int]]],
+    labels: Sequence[str] | None = None,
 ) -> str:
-    """Vertical columns per category (e.g. year), each stacked from the series' values."""
+    """Vertical columns per category (e.g. year), each stacked from the series' values.
+
+    ``labels`` (default: the categories) are printed below the columns; an empty one is not.
+    """
     left, plot_h, top, legend_w = 40, 240, 34, 240
     col_w = max(18, min(48, 640 // max(1, len(categories))))
     width = max(520, left + col_w * len(categories) + 20)
@@ -180,10 +184,12 @@ def stacked_columns(
                     f'fill="{PALETTE[s % len(PALETTE)]}"><title>{escape(category)}, '
                     f"{escape(name)}: {values[i]}</title></rect>"
                 )
-        body.append(
-            f'<text x="{x + (col_w - 6) / 2:.1f}" y="{base_y + 14}" text-anchor="middle" '
-            f'font-size="11">{escape(category)}</text>'
-        )
+        label = category if labels is None else labels[i]
+        if label:
+            body.append(
+                f'<text x="{x + (col_w - 6) / 2:.1f}" y="{base_y + 14}" text-anchor="middle" '
+                f'font-size="11">{escape(label)}</text>'
+            )
         if totals[i]:
             body.append(
                 f'<text x="{x + (col_w - 6) / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle" '
@@ -197,6 +203,20 @@ def stacked_columns(
         )
         body.append(f'<text x="{lx + 18}" y="{ly + 11}">{escape(_short(name, 30))}</text>')
     return svg_document(width, height, title, body)
+
+
+def monthly_timeline(
+    title: str, months: Sequence[str], series: Sequence[tuple[str, Sequence[int]]]
+) -> str:
+    """Stacked columns per month ('2024-03', ...), labelled every quarter (January, April,
+    July, October) and at the first month when no quarter label is close to it, so that years
+    of months stay readable (each column keeps its month in its tooltip)."""
+    quarter = [int(m[-2:]) % 3 == 1 for m in months]
+    first_quarter = quarter.index(True) if True in quarter else len(months)
+    labels = [
+        m if quarter[i] or (i == 0 and first_quarter >= 2) else "" for i, m in enumerate(months)
+    ]
+    return stacked_columns(title, months, series, labels)
 
 
 # ------------------------------------------------------------------------------ loss zoo

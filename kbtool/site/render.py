@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from kbtool.kb import KnowledgeBase, normalize_text
 from kbtool.model import ELICITATION_NODES, OBJECTIVE_NODES, Method, Paper
-from kbtool.site import plots
+from kbtool.site import new_since_survey, plots
 from kbtool.site.mathml import FormulaError, latex_to_mathml
 from kbtool.site.refimpl import LossSource, ReferenceImplError, locate, package_dir
 from kbtool.site.zoo import read_zoo
@@ -132,7 +132,7 @@ class _Renderer:
         self.to_bibtex, self.to_csl_json, self.to_json = _exporters()
         self.counts = {nid: len(kb.papers_under(nid)) for nid in kb.nodes}
         self.pkg_dir = package_dir()
-        self.base_globals = {"kb": kb, "counts": self.counts}
+        self.base_globals = {"kb": kb, "counts": self.counts, **new_since_survey.site_globals(kb)}
 
     # -- helpers ------------------------------------------------------------------------------
     def write(self, rel: str, template: str, kind: str, **context: Any) -> None:
@@ -212,6 +212,7 @@ class _Renderer:
             "data-teachers": "|".join(sorted({normalize_text(t) for t in paper.teachers})),
             "data-objectives": " ".join(paper.objectives),
             "data-text": normalize_text(paper.title + " " + " ".join(paper.authors)),
+            **new_since_survey.row_facets(kb, paper),
         }
         return Markup(" ".join(f'{k}="{escape(v, quote=True)}"' for k, v in attrs.items()))
 
@@ -527,6 +528,9 @@ def render_docs(
     renderer.home()
     renderer.taxonomy()
     renderer.papers()
+    new_since_survey.render_page(
+        kb, renderer.write, renderer.write_file, front_matter("New since the survey")
+    )
     renderer.methods()
     renderer.statistics()
     renderer.downloads()
@@ -537,6 +541,7 @@ def render_docs(
         {"Home": "index.md"},
         {"Taxonomy": "taxonomy.md"},
         {"Papers": "papers.md"},
+        {"New since the survey": new_since_survey.PAGE},
         {"Methods": "methods.md"},
         {"Statistics": "statistics.md"},
         {"Downloads": "downloads.md"},

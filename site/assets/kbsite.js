@@ -65,7 +65,7 @@
       var f = {
         pillar: value("pillar"), node: value("node"), year: value("year"), venue: value("venue"),
         teacher: value("teacher"), objective: value("objective"), code: value("code"),
-        text: value("text")
+        text: value("text"), basis: value("basis"), origin: value("origin")
       };
       var shown = 0;
       rows.forEach(function (row) {
@@ -77,6 +77,8 @@
           (!f.teacher || ("|" + d.teachers + "|").indexOf("|" + f.teacher + "|") >= 0) &&
           (!f.objective || hasWord(d.objectives, f.objective)) &&
           (!f.code || d.code === "yes") &&
+          (!f.basis || hasWord(d.bases, f.basis)) &&
+          (!f.origin || hasWord(d.origins, f.origin)) &&
           (!f.text || (d.text || "").indexOf(f.text) >= 0);
         row.hidden = !ok;
         if (ok) shown += 1;
