@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import kbtool
 from kbtool.cli import app
-from kbtool.loader import load_records
+from kbtool.core.loader import load_records
 
 REPO = Path(__file__).resolve().parent.parent
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
@@ -300,7 +300,7 @@ def test_export_replaces_existing_file_atomically(
     def failing_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device", dst)
 
-    monkeypatch.setattr("kbtool.atomic.os.replace", failing_replace)
+    monkeypatch.setattr("kbtool.core.atomic.os.replace", failing_replace)
     result = invoke("export", "bibtex", "--out", target, "--root", KB_SMALL)
     assert result.exit_code == 1
     assert "No space left on device" in result.stderr
@@ -431,7 +431,7 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
     """Atomic writes go through mkstemp (0600); the result must have open()'s mode instead."""
     import os
 
-    from kbtool.atomic import write_text_atomic
+    from kbtool.core.atomic import write_text_atomic
 
     umask = os.umask(0o022)
     try:

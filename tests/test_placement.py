@@ -16,11 +16,11 @@ import typer
 from typer.testing import CliRunner
 
 import kbtool
-from kbtool import placement, semantic
-from kbtool.kb import KnowledgeBase
-from kbtool.loader import Records
-from kbtool.model import Paper, TaxonomyNode
-from kbtool.search_cli import search_cmd, suggest_cmd
+from kbtool.cli.search import search_cmd, suggest_cmd
+from kbtool.core.knowledge_base import KnowledgeBase
+from kbtool.core.loader import Records
+from kbtool.core.model import Paper, TaxonomyNode
+from kbtool.retrieval import placement, semantic
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kbtool.errors import KnowledgeBaseError, Problem
-from kbtool.kb import KnowledgeBase, load
-from kbtool.loader import load_records
-from kbtool.search_cli import search_cmd, suggest_cmd
+from kbtool.cli.search import search_cmd, suggest_cmd
+from kbtool.core.errors import KnowledgeBaseError, Problem
+from kbtool.core.knowledge_base import KnowledgeBase, load
+from kbtool.core.loader import load_records
 
 app = typer.Typer(
     help="KD Atlas: a typed knowledge base of knowledge distillation of LLMs.",
@@ -51,9 +51,9 @@ def _friendly(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
-        from kbtool.bibtex import BibtexError
-        from kbtool.metadata import MetadataError
-        from kbtool.safe_yaml import YamlError
+        from kbtool.core.safe_yaml import YamlError
+        from kbtool.export.bibtex import BibtexError
+        from kbtool.ingest.metadata import MetadataError
 
         try:
             return fn(*args, **kwargs)
@@ -125,7 +125,7 @@ def schema(
     kind: Annotated[str, typer.Option(help="paper, methods or taxonomy (printed).")] = "paper",
 ) -> None:
     """Export the JSON Schema of the paper, method and taxonomy files."""
-    from kbtool.schema import SCHEMAS, schema_of, write_schemas
+    from kbtool.core.schema import SCHEMAS, schema_of, write_schemas
 
     if out_dir is not None:
         for path in write_schemas(out_dir):
@@ -188,7 +188,7 @@ def query(
         cited_by_survey=cited_by_survey,
     )
     if output is OutputFormat.json:
-        from kbtool.paper_io import paper_to_data
+        from kbtool.ingest.paper_io import paper_to_data
 
         sys.stdout.write(
             json.dumps([paper_to_data(p) for p in papers], indent=2, ensure_ascii=False) + "\n"
@@ -247,7 +247,7 @@ def _emit(text: str, path: Path | None) -> None:
     if path is None:
         sys.stdout.write(text)
         return
-    from kbtool.atomic import write_text_atomic
+    from kbtool.core.atomic import write_text_atomic
 
     write_text_atomic(path, text)
     err.print(f"wrote {path}")
@@ -263,7 +263,7 @@ def export_bibtex(
     node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
 ) -> None:
     """BibTeX of all papers, or of the papers under a node."""
-    from kbtool.bibtex import to_bibtex
+    from kbtool.export.bibtex import to_bibtex
 
     _, papers = _selection(root, node)
     _emit(to_bibtex(papers), out_path)
@@ -275,7 +275,7 @@ def export_csl(
     node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
 ) -> None:
     """CSL-JSON of all papers, or of the papers under a node."""
-    from kbtool.export import to_csl_json
+    from kbtool.export.csl import to_csl_json
 
     _, papers = _selection(root, node)
     _emit(to_csl_json(papers), out_path)
@@ -287,7 +287,7 @@ def export_json(
     node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
 ) -> None:
     """JSON of the whole knowledge base, or of the papers under a node."""
-    from kbtool.export import papers_to_json, to_json
+    from kbtool.export.csl import papers_to_json, to_json
 
     kb, papers = _selection(root, node)
     _emit(to_json(kb) if node is None else papers_to_json(papers), out_path)
@@ -295,7 +295,7 @@ def export_json(
 
 # --- import ----------------------------------------------------------------------------------
 def _root_dir(root: Path | None) -> Path:
-    from kbtool.loader import default_root
+    from kbtool.core.paths import default_root
 
     return root if root is not None else default_root()
 
@@ -310,8 +310,8 @@ def import_awesome_cmd(
     root: RootOption = None,
 ) -> None:
     """Merge the upstream paper list into papers/ (idempotent) and write IMPORT_REPORT.md."""
-    from kbtool.importer import import_awesome
-    from kbtool.metadata import load_metadata
+    from kbtool.ingest.awesome_import import import_awesome
+    from kbtool.ingest.metadata import load_metadata
 
     meta = load_metadata(metadata) if metadata else None
     text = _read_text(file)
@@ -333,8 +333,8 @@ def import_metadata_cmd(
     file: Annotated[Path, typer.Argument(help="paper-metadata.jsonl")], root: RootOption = None
 ) -> None:
     """Fill authors and arXiv ids; add the survey's other cited works (idempotent)."""
-    from kbtool.metadata import load_metadata
-    from kbtool.metadata_import import import_metadata
+    from kbtool.ingest.metadata import load_metadata
+    from kbtool.ingest.metadata_import import import_metadata
 
     report = import_metadata(_root_dir(root), load_metadata(file), meta_source=file.name)
     out.print(f"{len(report.added)} added, {len(report.updated)} updated")
@@ -348,7 +348,7 @@ def import_summary_cmd(
     file: Annotated[Path, typer.Argument(help="survey-skill-summary.tsv")], root: RootOption = None
 ) -> None:
     """Attach the survey's Table 3 facts to the matching papers (idempotent)."""
-    from kbtool.summary_table import import_summary
+    from kbtool.ingest.survey_table import import_summary
 
     try:
         report = import_summary(_root_dir(root), _read_text(file))
@@ -370,7 +370,7 @@ def import_bibtex_cmd(
     file: Annotated[Path, typer.Argument(help="A .bib file.")], root: RootOption = None
 ) -> None:
     """Add the entries of a BibTeX file as papers (existing ids and arXiv ids are skipped)."""
-    from kbtool.bibtex_import import import_bibtex
+    from kbtool.ingest.bibtex_import import import_bibtex
 
     report = import_bibtex(_root_dir(root), _read_text(file), source=str(file))
     out.print(f"{len(report.added)} added, {len(report.skipped)} already present")

@@ -22,8 +22,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from kbtool.placement import TriageItem
-    from kbtool.semantic import Kind
+    from kbtool.retrieval.placement import TriageItem
+    from kbtool.retrieval.semantic import Kind
 
 out = Console()
 err = Console(stderr=True)
@@ -38,7 +38,7 @@ class SearchBackend(StrEnum):
 
 
 class SuggestMethod(StrEnum):
-    """How ``suggest`` finds neighbours: see ``kbtool.placement``."""
+    """How ``suggest`` finds neighbours: see ``kbtool.retrieval.placement``."""
 
     auto = "auto"
     hybrid = "hybrid"
@@ -70,7 +70,7 @@ FormatOpt = Annotated[Format, typer.Option("--format", help="table or json.")]
 @contextmanager
 def _errors() -> Iterator[None]:
     """One clear line and exit status 1 for the failures a user can fix."""
-    from kbtool.semantic import SemanticUnavailableError
+    from kbtool.retrieval.semantic import SemanticUnavailableError
 
     try:
         yield
@@ -80,7 +80,7 @@ def _errors() -> Iterator[None]:
 
 
 def _note_fallback(requested: str) -> None:
-    from kbtool.semantic import INSTALL_HINT, embedding_available
+    from kbtool.retrieval.semantic import INSTALL_HINT, embedding_available
 
     if requested == "auto" and not embedding_available():
         err.print(
@@ -101,8 +101,8 @@ def search_cmd(
     root: RootOpt = None,
 ) -> None:
     """Papers and methods most similar to TEXT (embeddings, or BM25 without the extra)."""
-    from kbtool.kb import load
-    from kbtool.semantic import search
+    from kbtool.core.knowledge_base import load
+    from kbtool.retrieval.semantic import search
 
     with _errors():
         kb = load(root)
@@ -141,8 +141,8 @@ def suggest_cmd(
     root: RootOpt = None,
 ) -> None:
     """Suggest taxonomy leaves for a new paper, with scores and the placed papers behind them."""
-    from kbtool.kb import load
-    from kbtool.placement import suggest, triage_awesome
+    from kbtool.core.knowledge_base import load
+    from kbtool.retrieval.placement import suggest, triage_awesome
 
     with _errors():
         if (title is None) == (from_awesome is None):

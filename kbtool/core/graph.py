@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 
 if TYPE_CHECKING:
-    from kbtool.kb import KnowledgeBase
+    from kbtool.core.knowledge_base import KnowledgeBase
 
 
 def vertex(kind: str, identifier: str) -> str:

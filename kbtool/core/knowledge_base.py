@@ -7,29 +7,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kbtool.errors import KnowledgeBaseError
-from kbtool.loader import Records, load_records
-from kbtool.model import (
-    ELICITATION_NODES,
-    OBJECTIVE_NODES,
-    Method,
-    Paper,
-    TaxonomyNode,
-    TeacherAccess,
-)
+from kbtool.core.errors import KnowledgeBaseError
+from kbtool.core.loader import Records, load_records
+from kbtool.core.model import Method, Paper, TaxonomyNode, TeacherAccess
+from kbtool.core.taxonomy import bundled_vocabulary
 
 if TYPE_CHECKING:
     import networkx as nx
 
-    from kbtool.placement import LeafSuggestion
-    from kbtool.semantic import SearchHit
-
-PILLARS = (
-    "kd-algorithms",
-    "skill-distillation",
-    "verticalization-distillation",
-    "encoder-based-kd",
-)
+    from kbtool.retrieval.placement import LeafSuggestion
+    from kbtool.retrieval.semantic import SearchHit
 
 
 def normalize_text(text: str) -> str:
@@ -144,12 +131,13 @@ class KnowledgeBase:
         """
         ix = self._index
         ids: set[str] | None = None
-        if objective is not None and objective not in OBJECTIVE_NODES:
-            raise KeyError(f"unknown objective {objective!r}; one of {', '.join(OBJECTIVE_NODES)}")
-        if elicitation is not None and elicitation not in ELICITATION_NODES:
-            raise KeyError(
-                f"unknown elicitation {elicitation!r}; one of {', '.join(ELICITATION_NODES)}"
-            )
+        vocabulary = bundled_vocabulary()  # what the model accepts in these fields
+        if objective is not None and objective not in vocabulary.objectives:
+            allowed = ", ".join(vocabulary.objectives)
+            raise KeyError(f"unknown objective {objective!r}; one of {allowed}")
+        if elicitation is not None and elicitation not in vocabulary.elicitation:
+            allowed = ", ".join(vocabulary.elicitation)
+            raise KeyError(f"unknown elicitation {elicitation!r}; one of {allowed}")
 
         def narrow(candidates: set[str]) -> None:
             nonlocal ids
@@ -227,13 +215,13 @@ class KnowledgeBase:
     # --- similarity search (embeddings with kbtool[semantic], else BM25) -----------------------
     def search(self, text: str, k: int = 10) -> list[SearchHit]:
         """Papers and methods most similar to ``text`` (embeddings if installed, else BM25)."""
-        from kbtool.semantic import search
+        from kbtool.retrieval.semantic import search
 
         return search(self, text, k)
 
     def suggest(self, title: str, abstract: str | None = None, k: int = 3) -> list[LeafSuggestion]:
         """The ``k`` most likely taxonomy leaves for a new paper, with evidence papers."""
-        from kbtool.placement import suggest
+        from kbtool.retrieval.placement import suggest
 
         return suggest(self, title, abstract, k)
 
@@ -241,7 +229,7 @@ class KnowledgeBase:
     @cached_property
     def graph(self) -> nx.MultiDiGraph:
         """A networkx MultiDiGraph of nodes, papers and methods with typed edges."""
-        from kbtool.graph import build_graph
+        from kbtool.core.graph import build_graph
 
         return build_graph(self)
 

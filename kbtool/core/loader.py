@@ -14,14 +14,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from kbtool.errors import Problem, validation_message
-from kbtool.model import Method, MethodFile, Paper, Taxonomy, TaxonomyNode
-from kbtool.safe_yaml import YamlError, read_yaml
-
-NODES_FILE = Path("taxonomy") / "nodes.yaml"
-METHODS_DIR = Path("taxonomy") / "methods"
-PAPERS_DIR = Path("papers")
-ROOT_ENV = "KBTOOL_ROOT"
+from kbtool.core.errors import Problem, validation_message
+from kbtool.core.model import Method, MethodFile, Paper, Taxonomy, TaxonomyNode
+from kbtool.core.paths import METHODS_DIR, NODES_FILE, PAPERS_DIR, default_root
+from kbtool.core.safe_yaml import YamlError, read_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -35,14 +31,6 @@ class Records:
     methods: list[Method] = field(default_factory=list)
     papers: list[Paper] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-
-
-def default_root() -> Path:
-    """The bundled knowledge base: $KBTOOL_ROOT, else the checkout this package lives in."""
-    env = os.environ.get(ROOT_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent
 
 
 def _field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
@@ -268,7 +256,7 @@ def load_records(root: Path | str | None = None) -> Records:
 def load_for_import(root: Path) -> Records:
     """Records for an importer: any problem is fatal except method nodes pointing at papers
     that do not exist yet (the import may be what creates them)."""
-    from kbtool.errors import KnowledgeBaseError
+    from kbtool.core.errors import KnowledgeBaseError
 
     records = load_records(root)
     fatal = [

@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from kbtool.core.taxonomy import ELICITATION_PARENT, OBJECTIVE_PARENT, bundled_vocabulary
+
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 PAPER_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 ARXIV_ID_PATTERN = r"^\d{4}\.\d{4,5}$"
@@ -26,14 +28,6 @@ ArxivId = Annotated[str, StringConstraints(pattern=ARXIV_ID_PATTERN)]
 Url = Annotated[str, StringConstraints(pattern=URL_PATTERN, max_length=2000)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 Year = Annotated[int, Field(ge=MIN_YEAR, le=MAX_YEAR)]
-
-ELICITATION_NODES = ("labeling", "expansion", "curation", "feature", "feedback", "self-knowledge")
-OBJECTIVE_NODES = (
-    "supervised-fine-tuning",
-    "divergence-and-similarity",
-    "reinforcement-learning",
-    "rank-optimization",
-)
 
 
 class _Strict(BaseModel):
@@ -166,12 +160,12 @@ class Paper(_Strict):
     @field_validator("elicitation")
     @classmethod
     def _known_elicitation(cls, value: list[str]) -> list[str]:
-        return _check_members(value, ELICITATION_NODES, "knowledge-elicitation")
+        return _check_members(value, bundled_vocabulary().elicitation, ELICITATION_PARENT)
 
     @field_validator("objectives")
     @classmethod
     def _known_objectives(cls, value: list[str]) -> list[str]:
-        return _check_members(value, OBJECTIVE_NODES, "distillation-algorithm")
+        return _check_members(value, bundled_vocabulary().objectives, OBJECTIVE_PARENT)
 
     @property
     def has_code(self) -> bool:
@@ -184,7 +178,9 @@ class Paper(_Strict):
         return f"https://arxiv.org/abs/{self.arxiv_id}" if self.arxiv_id else None
 
 
-def _check_members(value: list[str], allowed: tuple[str, ...], kind: str) -> list[str]:
+def _check_members(value: list[str], allowed: tuple[str, ...], parent: str) -> list[str]:
+    """Refuse ids that are not children of ``parent`` in the bundled ``taxonomy/nodes.yaml``."""
+    kind = parent.removesuffix("s")
     unknown = [v for v in value if v not in allowed]
     if unknown:
         raise ValueError(f"not a {kind} node: {', '.join(unknown)} (allowed: {', '.join(allowed)})")

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kbtool.atomic import write_text_atomic
-from kbtool.model import MethodFile, Paper, Taxonomy
+from kbtool.core.atomic import write_text_atomic
+from kbtool.core.model import MethodFile, Paper, Taxonomy
 
 SCHEMAS: dict[str, type[Paper] | type[MethodFile] | type[Taxonomy]] = {
     "paper": Paper,

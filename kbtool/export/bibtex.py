@@ -14,7 +14,7 @@ from bibtexparser import model
 from bibtexparser.entrypoint import parse_string, write_string
 from bibtexparser.library import Library
 
-from kbtool.model import Paper
+from kbtool.core.model import Paper
 
 JOURNALS = {"TACL", "TMLR", "JMLR", "PNAS", "IJCV", "Nature"}
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from kbtool.bibtex import JOURNALS
-from kbtool.model import Paper
-from kbtool.paper_io import paper_to_data
+from kbtool.core.model import Paper
+from kbtool.export.bibtex import JOURNALS
+from kbtool.ingest.paper_io import paper_to_data
 
 if TYPE_CHECKING:
-    from kbtool.kb import KnowledgeBase
+    from kbtool.core.knowledge_base import KnowledgeBase
 
 
 def _csl_name(author: str) -> dict[str, str]:

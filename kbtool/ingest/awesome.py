@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from kbtool.model import slugify
+from kbtool.core.model import slugify
 
 PILLAR_HEADINGS = {
     "kd-algorithms",

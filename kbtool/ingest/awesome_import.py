@@ -11,19 +11,19 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbtool.atomic import write_text_atomic
-from kbtool.awesome import AwesomeRow, parse_awesome
-from kbtool.loader import load_for_import
-from kbtool.metadata import MetadataIndex
-from kbtool.model import AwesomeRowSource, Paper, Source
-from kbtool.paper_io import (
+from kbtool.core.atomic import write_text_atomic
+from kbtool.core.loader import load_for_import
+from kbtool.core.model import AwesomeRowSource, Paper, Source
+from kbtool.ingest.awesome import AwesomeRow, parse_awesome
+from kbtool.ingest.metadata import MetadataIndex
+from kbtool.ingest.paper_io import (
     build_paper,
     make_paper_id,
     normalize_title,
     similar_titles,
     write_paper,
 )
-from kbtool.venues import normalize_venue
+from kbtool.ingest.venues import normalize_venue
 
 REPORT_NAME = "IMPORT_REPORT.md"
 #: Correct spellings where the list prints a typo in some rows (facts, not guesses).

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from kbtool.bibtex import from_bibtex
-from kbtool.errors import KnowledgeBaseError, Problem, validation_message
-from kbtool.loader import Records, check_references, load_for_import
-from kbtool.model import Paper, Source
-from kbtool.paper_io import normalize_title, write_paper
+from kbtool.core.errors import KnowledgeBaseError, Problem, validation_message
+from kbtool.core.loader import Records, check_references, load_for_import
+from kbtool.core.model import Paper, Source
+from kbtool.export.bibtex import from_bibtex
+from kbtool.ingest.paper_io import normalize_title, write_paper
 
 
 @dataclass

@@ -9,17 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbtool.loader import load_for_import
-from kbtool.metadata import MetadataIndex, MetaRecord
-from kbtool.model import Paper, Source
-from kbtool.paper_io import (
+from kbtool.core.loader import load_for_import
+from kbtool.core.model import Paper, Source
+from kbtool.ingest.metadata import MetadataIndex, MetaRecord
+from kbtool.ingest.paper_io import (
     arxiv_year_month,
     build_paper,
     make_paper_id,
     normalize_title,
     write_paper,
 )
-from kbtool.venues import normalize_venue
+from kbtool.ingest.venues import normalize_venue
 
 
 @dataclass

@@ -10,10 +10,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kbtool.atomic import write_text_atomic
-from kbtool.errors import KnowledgeBaseError, Problem, validation_message
-from kbtool.model import Paper
-from kbtool.safe_yaml import dump_yaml
+from kbtool.core.atomic import write_text_atomic
+from kbtool.core.errors import KnowledgeBaseError, Problem, validation_message
+from kbtool.core.model import Paper
+from kbtool.core.safe_yaml import dump_yaml
 
 _STOPWORDS = {
     "a",

@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbtool.loader import load_for_import
-from kbtool.model import Paper, SummaryRowSource
-from kbtool.paper_io import normalize_title, write_paper
+from kbtool.core.loader import load_for_import
+from kbtool.core.model import Paper, SummaryRowSource
+from kbtool.ingest.paper_io import normalize_title, write_paper
 
 COLUMNS = (
     "section",

