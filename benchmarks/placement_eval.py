@@ -138,13 +138,8 @@ def tfidf_neighbours(
 def run(neighbours: int) -> dict[str, Any]:
     """Rank every placed paper with every available method; return scores and timings."""
     import kbtool
-    from kbtool.retrieval.placement import (
-        leaf_prior,
-        leaf_targets,
-        leave_one_out,
-        leaves,
-        rank_leaves,
-    )
+    from kbtool.retrieval.leave_one_out import leave_one_out
+    from kbtool.retrieval.placement import leaf_prior, leaf_targets, leaves, rank_leaves
     from kbtool.retrieval.semantic import embedding_available
 
     kb = kbtool.load()

@@ -14,8 +14,9 @@ import pytest
 import kbtool
 from kbtool.core.knowledge_base import KnowledgeBase
 from kbtool.core.model import Paper
-from kbtool.export.bibtex import BibtexError, from_bibtex, to_bibtex
+from kbtool.export.bibtex import to_bibtex
 from kbtool.export.csl import to_csl_json
+from kbtool.ingest.bibtex_import import BibtexError, from_bibtex
 
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
 ROUND_TRIP_FIELDS = ("id", "title", "authors", "year", "month", "venue", "arxiv_id", "url", "nodes")

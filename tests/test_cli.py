@@ -218,11 +218,75 @@ def test_query_table_and_unknown_node() -> None:
 
 
 def test_show_finds_minillm_by_arxiv_id() -> None:
-    """``show 2306.08543`` on the real data prints the MiniLLM paper."""
-    result = invoke("show", "2306.08543")
+    """``show 2306.08543 --format json`` on the real data prints the MiniLLM paper's record."""
+    result = invoke("show", "2306.08543", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["id"] == "gu2023minillm" and data["title"].startswith("MiniLLM")
+
+
+def test_show_prints_a_readable_summary_by_default() -> None:
+    """Without ``--format``, ``show`` prints labelled lines a person reads, not JSON."""
+    kb = kbtool.load()
+    paper = kb.papers["gu2023minillm"]
+    result = invoke("show", "2306.08543", columns="100")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert not text.lstrip().startswith("{")
+    lines = text.splitlines()
+    assert lines[0] == paper.title
+    assert any(line.startswith("BibTeX key") and line.endswith(paper.id) for line in lines)
+    flat = " ".join(text.split())  # values may wrap onto several lines
+    assert paper.authors[0] in flat and f"{paper.venue} {paper.year}" in flat
+    for node_id in paper.nodes:
+        assert f"{kb.nodes[node_id].name} ({node_id})" in flat
+    for method_id in paper.methods:
+        assert method_id in text
+    assert f"https://arxiv.org/abs/{paper.arxiv_id}" in text
+
+
+def test_show_method_and_node_summaries() -> None:
+    """A method shows its short loss name and formula; a node its children and paper count."""
+    kb = kbtool.load(KB_SMALL)
+    method = kb.methods["forward-kl"]
+    assert method.loss is not None
+    result = invoke("show", "forward-kl", "--root", KB_SMALL)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == method.name
+    flat = " ".join(result.stdout.split())
+    assert method.loss.rsplit(".", 1)[1] in flat and " ".join(method.formula.split()) in flat
+    node = invoke("show", "knowledge-elicitation", "--root", KB_SMALL)
+    assert node.exit_code == 0, node.output
+    for child in kb.children("knowledge-elicitation"):
+        assert f"{child.name} ({child.id})" in node.stdout
+    assert f"{len(kb.papers_under('knowledge-elicitation'))} (descendants" in node.stdout
+
+
+def test_tables_fit_80_columns_with_short_loss_names() -> None:
+    """At 80 columns ``methods`` shows whole, short loss names (not ``reference_impls...``),
+    and ``query`` keeps every id whole; no line is wider than the terminal."""
+    kb = kbtool.load()
+    result = invoke("methods", columns="80")
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
+    assert "reference_impls" not in result.stdout
+    short = {m.loss.rsplit(".", 1)[1] for m in kb.methods.values() if m.loss}
+    assert "forward_kl" in short
+    cells = {c.strip() for line in result.stdout.splitlines() for c in line.split("│")}
+    assert short <= cells, short - cells
+    papers = invoke("query", "--node", "knowledge-elicitation", columns="80")
+    assert papers.exit_code == 0, papers.output
+    assert all(len(line) <= 80 for line in papers.stdout.splitlines()), papers.stdout
+    ids = {c.strip() for line in papers.stdout.splitlines() for c in line.split("│")}
+    assert {p.id for p in kb.query(node="knowledge-elicitation")} <= ids
+
+
+def test_narrow_terminal_drops_the_least_important_columns() -> None:
+    """Too narrow for every column: some are left out, the table says which, lines still fit."""
+    result = invoke("query", "--node", "knowledge-elicitation", columns="50")
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 50 for line in result.stdout.splitlines()), result.stdout
+    assert "not shown at this width: venue" in " ".join(result.stdout.split())
 
 
 def test_show_unknown_key() -> None:

@@ -1,26 +1,37 @@
 """The ``kbtool`` command line: validate, query, import, export, run demos, build the site.
 
-Bad input never produces a traceback: every command reports ``file: field: message`` lines
-(or one clear sentence) on stderr and exits with status 1.
+The one typer ``app``; shared consoles, options and the error handler are in
+:mod:`kbtool.cli.common`, ``search`` and ``suggest`` in :mod:`kbtool.cli.search`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from kbtool.cli.common import (
+    CliError,
+    FormatOption,
+    NodeOption,
+    OutOption,
+    OutputFormat,
+    RootOption,
+    err,
+    out,
+    print_problems,
+    read_text,
+)
+from kbtool.cli.common import friendly as _friendly
+from kbtool.cli.progress import progress
 from kbtool.cli.search import search_cmd, suggest_cmd
-from kbtool.core.errors import KnowledgeBaseError, Problem
+from kbtool.cli.show import summary
+from kbtool.cli.tables import Column, fitted_table, short_loss
 from kbtool.core.knowledge_base import KnowledgeBase, load
 from kbtool.core.loader import load_records
 
@@ -33,53 +44,6 @@ app = typer.Typer(
 export_app = typer.Typer(help="Export papers as BibTeX, CSL-JSON or JSON.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 
-out = Console()
-err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-RootOption = Annotated[
-    Path | None, typer.Option("--root", help="Knowledge base directory (default: bundled).")
-]
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one message, exit status 1."""
-
-
-def _friendly(fn: F) -> F:
-    """Turn known failures into clear messages and a non-zero exit, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
-        from kbtool.core.safe_yaml import YamlError
-        from kbtool.export.bibtex import BibtexError
-        from kbtool.ingest.metadata import MetadataError
-
-        try:
-            return fn(*args, **kwargs)
-        except KnowledgeBaseError as exc:
-            _print_problems(exc.problems)
-        except (CliError, YamlError, MetadataError, BibtexError, KeyError, ValueError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            _error(str(message))
-        except OSError as exc:
-            _error(f"{exc.filename or ''}: {exc.strerror}")
-        raise typer.Exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _error(message: str) -> None:
-    """One error line on stderr: user text is escaped (never read as markup), never wrapped."""
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def _print_problems(problems: list[Problem]) -> None:
-    for problem in sorted(problems):
-        err.print(str(problem), highlight=False, markup=False, soft_wrap=True)
-    err.print(f"[red]{len(problems)} problem(s) found[/red]", soft_wrap=True)
-
-
 def _kb(root: Path | None) -> KnowledgeBase:
     return load(root)
 
@@ -91,7 +55,7 @@ def validate(root: RootOption = None) -> None:
     """Validate every file of the knowledge base; print each problem as file: field: message."""
     records = load_records(root)
     if records.problems:
-        _print_problems(records.problems)
+        print_problems(records.problems)
         raise typer.Exit(1)
     _print_summary(KnowledgeBase(records))
 
@@ -137,13 +101,6 @@ def schema(
 
 
 # --- queries ---------------------------------------------------------------------------------
-class OutputFormat(StrEnum):
-    """How query results are printed."""
-
-    table = "table"
-    json = "json"
-
-
 @app.command()
 @_friendly
 def query(
@@ -165,9 +122,7 @@ def query(
         bool | None,
         typer.Option("--cited-by-survey/--not-cited-by-survey", help="In the survey's references."),
     ] = None,
-    output: Annotated[
-        OutputFormat, typer.Option("--format", help="table or json.")
-    ] = OutputFormat.table,
+    output: FormatOption = OutputFormat.table,
     root: RootOption = None,
 ) -> None:
     """Find papers with the same filters as ``KnowledgeBase.query``."""
@@ -194,10 +149,15 @@ def query(
             json.dumps([paper_to_data(p) for p in papers], indent=2, ensure_ascii=False) + "\n"
         )
         return
-    table = Table("id", "year", "venue", "title", "code", title=f"{len(papers)} paper(s)")
-    for p in papers:
-        table.add_row(p.id, str(p.year), p.venue, p.title, "yes" if p.code else "")
-    out.print(table)
+    columns = [
+        Column("id", keep=5),
+        Column("year", keep=4),
+        Column("venue", keep=1, wrap=True, min_width=8),
+        Column("title", keep=3, wrap=True, min_width=20),
+        Column("code", keep=2),
+    ]
+    rows = [[p.id, str(p.year), p.venue, p.title, "yes" if p.code else ""] for p in papers]
+    out.print(fitted_table(columns, rows, width=out.width, title=f"{len(papers)} paper(s)"))
 
 
 @app.command()
@@ -207,7 +167,7 @@ def methods(
     on_policy: Annotated[bool | None, typer.Option("--on-policy/--off-policy")] = None,
     same_tokenizer: Annotated[bool | None, typer.Option("--same-tokenizer/--any-tokenizer")] = None,
     node: Annotated[str | None, typer.Option(help="Taxonomy node.")] = None,
-    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+    output: FormatOption = OutputFormat.table,
     root: RootOption = None,
 ) -> None:
     """List method nodes, filtered by their properties."""
@@ -220,20 +180,45 @@ def methods(
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps([m.model_dump(mode="json") for m in found], indent=2) + "\n")
         return
-    table = Table("id", "name", "teacher", "on-policy", "loss", title=f"{len(found)} method(s)")
-    for m in found:
-        table.add_row(
-            m.id, m.name, m.teacher_access.value, "yes" if m.on_policy else "no", m.loss or ""
-        )
-    out.print(table)
+    columns = [
+        Column("id", keep=5),
+        Column("name", keep=3, wrap=True, min_width=12),
+        Column("teacher", keep=1),
+        Column("on-policy", keep=2),
+        Column("loss", keep=4),
+    ]
+    rows = [
+        [m.id, m.name, m.teacher_access.value, "yes" if m.on_policy else "no", short_loss(m.loss)]
+        for m in found
+    ]
+    out.print(fitted_table(columns, rows, width=out.width, title=f"{len(found)} method(s)"))
+
+
+class ShowFormat(StrEnum):
+    """How ``show`` prints: a summary for people, or the stored record as JSON."""
+
+    text = "text"
+    json = "json"
 
 
 @app.command()
 @_friendly
-def show(key: str, root: RootOption = None) -> None:
-    """Print one paper, method or node (by id or arXiv id) as JSON."""
-    item = _kb(root).get(key)
-    sys.stdout.write(json.dumps(item.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+def show(
+    key: str,
+    output: Annotated[
+        ShowFormat, typer.Option("--format", help="text (a summary) or json (the record).")
+    ] = ShowFormat.text,
+    root: RootOption = None,
+) -> None:
+    """Print one paper, method or node (by id or arXiv id): a summary, or JSON."""
+    kb = _kb(root)
+    item = kb.get(key)
+    if output is ShowFormat.json:
+        data = item.model_dump(mode="json")
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return
+    for part in summary(kb, item, out.width):
+        out.print(part, highlight=False)
 
 
 # --- export ----------------------------------------------------------------------------------
@@ -251,10 +236,6 @@ def _emit(text: str, path: Path | None) -> None:
 
     write_text_atomic(path, text)
     err.print(f"wrote {path}")
-
-
-NodeOption = Annotated[str | None, typer.Option("--node", help="Only papers under this node.")]
-OutOption = Annotated[Path | None, typer.Option("--out", help="Output file (default: stdout).")]
 
 
 @export_app.command("bibtex")
@@ -287,7 +268,7 @@ def export_json(
     node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
 ) -> None:
     """JSON of the whole knowledge base, or of the papers under a node."""
-    from kbtool.export.csl import papers_to_json, to_json
+    from kbtool.export.json_export import papers_to_json, to_json
 
     kb, papers = _selection(root, node)
     _emit(to_json(kb) if node is None else papers_to_json(papers), out_path)
@@ -314,7 +295,7 @@ def import_awesome_cmd(
     from kbtool.ingest.metadata import load_metadata
 
     meta = load_metadata(metadata) if metadata else None
-    text = _read_text(file)
+    text = read_text(file)
     report = import_awesome(_root_dir(root), text, source_name=file.name, meta=meta)
     out.print(
         f"{report.rows} rows, {report.papers_in_list} distinct papers: "
@@ -351,7 +332,7 @@ def import_summary_cmd(
     from kbtool.ingest.survey_table import import_summary
 
     try:
-        report = import_summary(_root_dir(root), _read_text(file))
+        report = import_summary(_root_dir(root), read_text(file))
     except ValueError as exc:
         raise CliError(f"{file}: {exc}") from exc
     out.print(
@@ -372,19 +353,10 @@ def import_bibtex_cmd(
     """Add the entries of a BibTeX file as papers (existing ids and arXiv ids are skipped)."""
     from kbtool.ingest.bibtex_import import import_bibtex
 
-    report = import_bibtex(_root_dir(root), _read_text(file), source=str(file))
+    report = import_bibtex(_root_dir(root), read_text(file), source=str(file))
     out.print(f"{len(report.added)} added, {len(report.skipped)} already present")
     for line in report.skipped:
         out.print(f"  skipped: {line}")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise CliError(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
-    except FileNotFoundError as exc:
-        raise CliError(f"{path}: no such file") from exc
 
 
 # --- reference implementations ---------------------------------------------------------------
@@ -461,7 +433,7 @@ def build_site_cmd(
 def _build(kb: KnowledgeBase, out_dir: Path) -> Any:  # noqa: ANN401 - kbtool.site.BuildResult
     from kbtool.site import SiteBuildError, build_site
 
-    with out.status("building the site (render pages, then mkdocs build --strict)"):
+    with progress("building the site (render pages, then mkdocs build --strict)"):
         try:
             return build_site(kb, out_dir)
         except SiteBuildError as exc:

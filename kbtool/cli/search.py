@@ -1,33 +1,40 @@
 """The ``kbtool search`` and ``kbtool suggest`` commands, as plain functions for typer.
 
-``kbtool.cli`` registers them (``app.command("search")(search_cmd)``); they report their own
-errors (no embedding model, empty text, unreadable list) as one line on stderr and exit 1.
-Nothing heavy is imported until a command runs.
+``kbtool.cli.app`` registers them (``app.command("search")(search_cmd)``); the CLI's one error
+handler reports their errors (no embedding model, empty text, unreadable list) as one line on
+stderr with exit status 1. Nothing heavy is imported until a command runs.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+
+from kbtool.cli.common import (
+    FormatOption,
+    RootOption,
+    friendly,
+    note,
+    out,
+    read_text,
+)
+from kbtool.cli.common import OutputFormat as Format
+from kbtool.cli.progress import progress
+from kbtool.cli.tables import Column, fitted_table
+from kbtool.core.knowledge_base import load
+from kbtool.retrieval.placement import suggest
+from kbtool.retrieval.semantic import INSTALL_HINT, embedding_available, search
+from kbtool.retrieval.triage import triage_awesome
 
 if TYPE_CHECKING:
-    from kbtool.retrieval.placement import TriageItem
     from kbtool.retrieval.semantic import Kind
-
-out = Console()
-err = Console(stderr=True)
-
+    from kbtool.retrieval.triage import TriageItem
 
 class SearchBackend(StrEnum):
     """How ``search`` ranks: MiniLM embeddings, BM25 words, or embeddings when installed."""
@@ -54,42 +61,15 @@ class KindChoice(StrEnum):
     method = "method"
 
 
-class Format(StrEnum):
-    """How results are printed."""
-
-    table = "table"
-    json = "json"
-
-
-RootOpt = Annotated[
-    Path | None, typer.Option("--root", help="Knowledge base directory (default: bundled).")
-]
-FormatOpt = Annotated[Format, typer.Option("--format", help="table or json.")]
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """One clear line and exit status 1 for the failures a user can fix."""
-    from kbtool.retrieval.semantic import SemanticUnavailableError
-
-    try:
-        yield
-    except (SemanticUnavailableError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(1) from exc
-
-
 def _note_fallback(requested: str) -> None:
-    from kbtool.retrieval.semantic import INSTALL_HINT, embedding_available
-
     if requested == "auto" and not embedding_available():
-        err.print(
-            "[yellow]note:[/yellow] the embedding model is not installed, so results are ranked "
-            f"by shared words (BM25). For semantic ranking: {escape(INSTALL_HINT)}",
-            highlight=False,
+        note(
+            "the embedding model is not installed, so results are ranked "
+            f"by shared words (BM25). For semantic ranking: {INSTALL_HINT}"
         )
 
 
+@friendly
 def search_cmd(
     text: Annotated[str, typer.Argument(help="A title, some keywords or a description.")],
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many results.")] = 10,
@@ -97,31 +77,36 @@ def search_cmd(
     backend: Annotated[
         SearchBackend, typer.Option(help="auto (embeddings if installed), embedding, lexical.")
     ] = SearchBackend.auto,
-    output: FormatOpt = Format.table,
-    root: RootOpt = None,
+    output: FormatOption = Format.table,
+    root: RootOption = None,
 ) -> None:
     """Papers and methods most similar to TEXT (embeddings, or BM25 without the extra)."""
-    from kbtool.core.knowledge_base import load
-    from kbtool.retrieval.semantic import search
-
-    with _errors():
-        kb = load(root)
-        _note_fallback(backend.value)
-        kinds: tuple[Kind, ...] = ("paper", "method")
-        if kind is not KindChoice.all:
-            kinds = ("paper",) if kind is KindChoice.paper else ("method",)
+    kb = load(root)
+    _note_fallback(backend.value)
+    kinds: tuple[Kind, ...] = ("paper", "method")
+    if kind is not KindChoice.all:
+        kinds = ("paper",) if kind is KindChoice.paper else ("method",)
+    with progress("searching"):
         hits = search(kb, text, k, backend=backend.value, kinds=kinds)
     if output is Format.json:
         sys.stdout.write(json.dumps([asdict(h) for h in hits], indent=2) + "\n")
         return
-    table = Table("#", "kind", "id", "score", "title / name", "nodes", title=f"{len(hits)} hit(s)")
-    for rank, hit in enumerate(hits, start=1):
-        table.add_row(
-            str(rank), hit.kind, hit.id, f"{hit.score:.3f}", hit.label, ", ".join(hit.nodes)
-        )
-    out.print(table)
+    columns = [
+        Column("#", keep=2),
+        Column("kind", keep=3),
+        Column("id", keep=6),
+        Column("score", keep=4),
+        Column("title / name", keep=5, wrap=True, min_width=20),
+        Column("nodes", keep=1, wrap=True),
+    ]
+    rows = [
+        [str(rank), hit.kind, hit.id, f"{hit.score:.3f}", hit.label, ", ".join(hit.nodes)]
+        for rank, hit in enumerate(hits, start=1)
+    ]
+    out.print(fitted_table(columns, rows, width=out.width, title=f"{len(hits)} hit(s)"))
 
 
+@friendly
 def suggest_cmd(
     title: Annotated[str | None, typer.Option(help="Title of the paper to place.")] = None,
     abstract: Annotated[str | None, typer.Option(help="Its abstract (optional).")] = None,
@@ -137,46 +122,39 @@ def suggest_cmd(
     method: Annotated[
         SuggestMethod, typer.Option(help="auto (hybrid if installed), hybrid, embedding, lexical.")
     ] = SuggestMethod.auto,
-    output: FormatOpt = Format.table,
-    root: RootOpt = None,
+    output: FormatOption = Format.table,
+    root: RootOption = None,
 ) -> None:
     """Suggest taxonomy leaves for a new paper, with scores and the placed papers behind them."""
-    from kbtool.core.knowledge_base import load
-    from kbtool.retrieval.placement import suggest, triage_awesome
-
-    with _errors():
-        if (title is None) == (from_awesome is None):
-            raise ValueError("give either --title (and optionally --abstract) or --from-awesome")
-        if from_awesome is not None and abstract is not None:
-            raise ValueError("--abstract goes with --title, not with --from-awesome")
-        kb = load(root)
-        _note_fallback(method.value)
-        if from_awesome is not None:
-            text = _read(from_awesome)
+    if (title is None) == (from_awesome is None):
+        raise ValueError("give either --title (and optionally --abstract) or --from-awesome")
+    if from_awesome is not None and abstract is not None:
+        raise ValueError("--abstract goes with --title, not with --from-awesome")
+    kb = load(root)
+    _note_fallback(method.value)
+    if from_awesome is not None:
+        text = read_text(from_awesome)
+        with progress("placing the papers the knowledge base lacks"):
             items = triage_awesome(kb, text, k, neighbours=neighbours, method=method.value)
-            _print_triage(items, output)
-            return
-        assert title is not None
+        _print_triage(items, output)
+        return
+    assert title is not None
+    with progress("ranking taxonomy leaves"):
         found = suggest(kb, title, abstract, k, neighbours=neighbours, method=method.value)
     if output is Format.json:
         sys.stdout.write(json.dumps([asdict(s) for s in found], indent=2) + "\n")
         return
-    table = Table("leaf", "pillar", "score", "evidence (share of the score)", title=title)
+    columns = [
+        Column("leaf", keep=4),
+        Column("pillar", keep=1, wrap=True),
+        Column("score", keep=3),
+        Column("evidence (share of the score)", keep=2, wrap=True, min_width=20),
+    ]
+    rows = []
     for s in found:
         evidence = "\n".join(f"{e.paper_id} ({e.share:.2f}): {e.title}" for e in s.evidence)
-        table.add_row(f"{s.node}\n{s.name}", s.pillar, f"{s.score:.2f}", evidence or "-")
-    out.print(table)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ValueError(f"{path}: no such file") from exc
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
-    except OSError as exc:
-        raise ValueError(f"{path}: {exc.strerror}") from exc
+        rows.append([f"{s.node}\n{s.name}", s.pillar, f"{s.score:.2f}", evidence or "-"])
+    out.print(fitted_table(columns, rows, width=out.width, title=title))
 
 
 def _print_triage(items: list[TriageItem], output: Format) -> None:
@@ -187,7 +165,13 @@ def _print_triage(items: list[TriageItem], output: Format) -> None:
     if not items:
         out.print("every paper of the list is already in the knowledge base")
         return
-    table = Table("title", "listed under", "suggested leaves (score)", "agrees")
+    columns = [
+        Column("title", keep=4, wrap=True, min_width=20),
+        Column("listed under", keep=2, wrap=True),
+        Column("suggested leaves (score)", keep=3, wrap=True, min_width=16),
+        Column("agrees", keep=1),
+    ]
+    rows = []
     top1 = topk = 0
     for item in items:
         suggested = [s.node for s in item.suggestions]
@@ -195,8 +179,8 @@ def _print_triage(items: list[TriageItem], output: Format) -> None:
         top1 += bool(suggested) and suggested[0] in item.listed_under
         topk += agrees
         leaves = ", ".join(f"{s.node} ({s.score:.2f})" for s in item.suggestions)
-        table.add_row(item.title, ", ".join(item.listed_under), leaves, "yes" if agrees else "")
-    out.print(table)
+        rows.append([item.title, ", ".join(item.listed_under), leaves, "yes" if agrees else ""])
+    out.print(fitted_table(columns, rows, width=out.width))
     out.print(
         f"{len(items)} paper(s) of the list are not in the knowledge base; the top suggestion "
         f"matches the list's heading for {top1}, one of the top {len(items[0].suggestions)} "

@@ -1,16 +1,12 @@
-"""JSON and CSL-JSON exports of the knowledge base (for reference managers and the site)."""
+"""CSL-JSON export of papers, for reference managers (Zotero, Mendeley) and the site."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kbtool.core.model import Paper
 from kbtool.export.bibtex import JOURNALS
-from kbtool.ingest.paper_io import paper_to_data
-
-if TYPE_CHECKING:
-    from kbtool.core.knowledge_base import KnowledgeBase
 
 
 def _csl_name(author: str) -> dict[str, str]:
@@ -41,18 +37,3 @@ def to_csl(paper: Paper) -> dict[str, Any]:
 def to_csl_json(papers: list[Paper]) -> str:
     """CSL-JSON text (a list of items) of ``papers``."""
     return json.dumps([to_csl(p) for p in papers], indent=2, ensure_ascii=False) + "\n"
-
-
-def papers_to_json(papers: list[Paper]) -> str:
-    """Papers as a JSON list in the same shape as their YAML files."""
-    return json.dumps([paper_to_data(p) for p in papers], indent=2, ensure_ascii=False) + "\n"
-
-
-def to_json(kb: KnowledgeBase) -> str:
-    """The whole knowledge base (nodes, methods, papers) as one JSON document."""
-    doc = {
-        "nodes": [n.model_dump(mode="json") for n in kb.nodes.values()],
-        "methods": [m.model_dump(mode="json") for m in kb.methods.values()],
-        "papers": [paper_to_data(p) for p in kb.papers.values()],
-    }
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

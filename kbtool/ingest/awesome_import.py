@@ -16,13 +16,9 @@ from kbtool.core.loader import load_for_import
 from kbtool.core.model import AwesomeRowSource, Paper, Source
 from kbtool.ingest.awesome import AwesomeRow, parse_awesome
 from kbtool.ingest.metadata import MetadataIndex
-from kbtool.ingest.paper_io import (
-    build_paper,
-    make_paper_id,
-    normalize_title,
-    similar_titles,
-    write_paper,
-)
+from kbtool.ingest.paper_ids import make_paper_id
+from kbtool.ingest.paper_io import build_paper, write_paper
+from kbtool.ingest.titles import normalize_title, similar_titles
 from kbtool.ingest.venues import normalize_venue
 
 REPORT_NAME = "IMPORT_REPORT.md"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kbtool.ingest.paper_io import normalize_title
+from kbtool.ingest.titles import normalize_title
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,9 @@ from pathlib import Path
 from kbtool.core.loader import load_for_import
 from kbtool.core.model import Paper, Source
 from kbtool.ingest.metadata import MetadataIndex, MetaRecord
-from kbtool.ingest.paper_io import (
-    arxiv_year_month,
-    build_paper,
-    make_paper_id,
-    normalize_title,
-    write_paper,
-)
+from kbtool.ingest.paper_ids import arxiv_year_month, make_paper_id
+from kbtool.ingest.paper_io import build_paper, write_paper
+from kbtool.ingest.titles import normalize_title
 from kbtool.ingest.venues import normalize_venue
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from kbtool.core.loader import load_for_import
 from kbtool.core.model import Paper, SummaryRowSource
-from kbtool.ingest.paper_io import normalize_title, write_paper
+from kbtool.ingest.paper_io import write_paper
+from kbtool.ingest.titles import normalize_title
 
 COLUMNS = (
     "section",

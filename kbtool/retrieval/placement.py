@@ -18,6 +18,9 @@ broken by how much placed weight each leaf holds, then by taxonomy order.
 ``w_i(L)`` is 1 for every leaf the paper is placed in. A paper placed on an inner node (none is
 today, but the schema allows it) is spread evenly over the leaves below that node: weight 1/m
 for each of its m leaves, so the vote says "somewhere under here" without favouring one leaf.
+
+Triage of a newer paper list lives in :mod:`kbtool.retrieval.triage`, the leave-one-out
+evaluation in :mod:`kbtool.retrieval.leave_one_out`.
 """
 
 from __future__ import annotations
@@ -26,11 +29,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from kbtool.ingest.paper_io import normalize_title, similar_titles
-
 if TYPE_CHECKING:
     from kbtool.core.knowledge_base import KnowledgeBase
-    from kbtool.ingest.awesome import AwesomeRow
     from kbtool.retrieval.semantic import Encoder
 
 DEFAULT_NEIGHBOURS = 10
@@ -271,120 +271,3 @@ def suggest(
         exclude=exclude,
         encoder=encoder,
     )[0]
-
-
-# --- leave-one-out over the placed papers (used by benchmarks/placement_eval.py) ------------
-def leave_one_out(
-    kb: KnowledgeBase,
-    *,
-    neighbours: int = DEFAULT_NEIGHBOURS,
-    method: Method = "auto",
-    encoder: Encoder | None = None,
-) -> dict[str, list[tuple[str, float]]]:
-    """For every placed paper, the full leaf ranking computed without that paper.
-
-    Embeddings: every title is embedded once and the paper's own row is masked. BM25: the
-    index is rebuilt without the paper, so its document frequencies do not leak either.
-    """
-    targets = leaf_targets(kb)
-    order = leaves(kb)
-    placed = list(targets)
-    near: dict[Similarity, dict[str, list[tuple[str, float]]]] = {}
-    for similarity in resolve_method(method):
-        if similarity == "lexical":
-            near["lexical"] = {
-                pid: nearest_placed(
-                    kb, [kb.papers[pid].title], neighbours, similarity="lexical", exclude={pid}
-                )[0]
-                for pid in placed
-            }
-        else:
-            near["embedding"] = _loo_embedding(kb, placed, neighbours, encoder)
-    return {
-        pid: rank_votes(
-            average_votes([votes(found[pid], targets) for found in near.values()]),
-            order,
-            leaf_prior(targets, {pid}),
-        )
-        for pid in placed
-    }
-
-
-def _loo_embedding(
-    kb: KnowledgeBase, placed: list[str], neighbours: int, encoder: Encoder | None
-) -> dict[str, list[tuple[str, float]]]:
-    import torch
-
-    from kbtool.retrieval.semantic import corpus_embeddings, get_encoder
-
-    enc = encoder if encoder is not None else get_encoder()
-    docs, emb = corpus_embeddings(kb, enc)
-    row = {d.id: i for i, d in enumerate(docs) if d.kind == "paper"}
-    e = emb[torch.tensor([row[pid] for pid in placed])]
-    sims = e @ e.T
-    sims.fill_diagonal_(float("-inf"))
-    top = torch.topk(sims, min(neighbours, len(placed) - 1), dim=1)
-    return {
-        pid: [
-            (placed[j], s)
-            for s, j in zip(top.values[i].tolist(), top.indices[i].tolist(), strict=True)
-        ]
-        for i, pid in enumerate(placed)
-    }
-
-
-# --- triage of a newer paper list ----------------------------------------------------------
-@dataclass(frozen=True)
-class TriageItem:
-    """A paper of a newer list that the knowledge base lacks, with suggested leaves."""
-
-    title: str
-    url: str | None
-    listed_under: tuple[str, ...]
-    suggestions: tuple[LeafSuggestion, ...]
-
-
-def missing_rows(kb: KnowledgeBase, rows: Sequence[AwesomeRow]) -> list[list[AwesomeRow]]:
-    """Rows whose paper is not in ``kb`` (same arXiv id or a variant title), grouped per paper."""
-    arxiv = {p.arxiv_id for p in kb.papers.values() if p.arxiv_id}
-    titles = {normalize_title(p.title): p.title for p in kb.papers.values()}
-    groups: dict[str, list[AwesomeRow]] = {}
-    for row in rows:
-        if row.arxiv_id and row.arxiv_id in arxiv:
-            continue
-        key = normalize_title(row.title)
-        if key in titles or any(similar_titles(row.title, t) for t in titles.values()):
-            continue
-        groups.setdefault(row.arxiv_id or key, []).append(row)
-    return list(groups.values())
-
-
-def triage_awesome(
-    kb: KnowledgeBase,
-    text: str,
-    k: int = 3,
-    *,
-    neighbours: int = DEFAULT_NEIGHBOURS,
-    method: Method = "auto",
-    encoder: Encoder | None = None,
-) -> list[TriageItem]:
-    """Suggest leaves for every paper of a (newer) upstream-style list that ``kb`` lacks.
-
-    Only rows under headings that are taxonomy nodes are read (see ``kbtool.ingest.awesome``); the
-    headings a paper sits under are reported as ``listed_under`` next to the suggestions.
-    """
-    from kbtool.ingest.awesome import parse_awesome
-
-    groups = missing_rows(kb, parse_awesome(text, set(kb.nodes)).rows)
-    found = suggest_many(
-        kb,
-        [(g[0].title, None) for g in groups],
-        k,
-        neighbours=neighbours,
-        method=method,
-        encoder=encoder,
-    )
-    return [
-        TriageItem(g[0].title, g[0].url, tuple(dict.fromkeys(r.node for r in g)), tuple(s))
-        for g, s in zip(groups, found, strict=True)
-    ]

@@ -108,7 +108,8 @@ def front_matter(title: str, **meta: Any) -> Markup:
 def _exporters() -> tuple[Callable[[list[Paper]], str], Callable[[list[Paper]], str], Any]:
     """The lead's BibTeX and CSL/JSON exporters, imported only when a site is rendered."""
     from kbtool.export.bibtex import to_bibtex
-    from kbtool.export.csl import to_csl_json, to_json
+    from kbtool.export.csl import to_csl_json
+    from kbtool.export.json_export import to_json
 
     return to_bibtex, to_csl_json, to_json
 
