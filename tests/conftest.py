@@ -1,8 +1,9 @@
-"""Shared pytest configuration: deterministic hypothesis runs in CI, a one-thread fixture."""
+"""Shared pytest configuration: deterministic hypothesis runs in CI, one torch thread per test."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -15,12 +16,15 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread for the test, as ``run_demo`` uses: tiny tensors gain nothing from
-    more on a shared 2-core CPU, and in-process runs then match the demo's own."""
-    import torch  # here, not at the top: most test modules never import torch
-
+    """One intra-op thread for every test once torch is loaded, as ``run_demo`` uses: tiny
+    tensors gain nothing from more on a shared 2-core CPU, and in-process runs then match the
+    demo's own. Tests of modules that never import torch do not pay for importing it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

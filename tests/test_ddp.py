@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # one intra-op thread per test (see conftest.py)
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess[str]:

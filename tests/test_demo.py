@@ -90,7 +90,6 @@ def _parse_table(stdout: str) -> list[list[float]]:
 
 
 # one intra-op thread per test (see conftest.py)
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -8,9 +8,8 @@ invariance under a relabelling of the vocabulary).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,16 +22,6 @@ from reference_impls.kl import forward_kl, reverse_kl, soft_cross_entropy
 from reference_impls.multi_teacher import multi_teacher_kl
 from reference_impls.skew_kl import skew_forward_kl, skew_reverse_kl
 from reference_impls.tvd import total_variation
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from intra-op threads, which thrash on a busy 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 Loss = Callable[[Tensor, Tensor, Tensor], Tensor]
 

@@ -9,7 +9,7 @@ also checked against the closed form ``(Q - P_hat) / T`` of the forward KL.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -31,15 +31,6 @@ SPARSE = {
     "reverse_kl": topk_reverse_kl,
     "generalized_jsd": topk_generalized_jsd,
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from intra-op threads, which thrash on a busy 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def stored_topk(teacher: Tensor, k: int, t_store: float = 1.0) -> tuple[Tensor, Tensor]:

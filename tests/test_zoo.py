@@ -49,7 +49,6 @@ SMALL = ZooConfig(steps=20, n_pool=512, n_curve_points=2)
 
 
 # one intra-op thread per test (see conftest.py)
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from kbtool.core.atomic import open_atomic
+
 if TYPE_CHECKING:
     import torch
 
@@ -324,10 +326,9 @@ def _write_cache(
     import torch
 
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"model": fingerprint, "texts": texts, "embeddings": emb.contiguous()}, tmp)
-        os.replace(tmp, path)
+        record = {"model": fingerprint, "texts": texts, "embeddings": emb.contiguous()}
+        with open_atomic(path) as handle:
+            torch.save(record, handle)
         files = sorted(directory.glob("embeddings-*.pt"), key=_mtime, reverse=True)
         for stale in files[KEEP_CACHE_FILES:]:
             stale.unlink(missing_ok=True)
