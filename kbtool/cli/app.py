@@ -32,8 +32,17 @@ from kbtool.cli.progress import progress
 from kbtool.cli.search import search_cmd, suggest_cmd
 from kbtool.cli.show import summary
 from kbtool.cli.tables import Column, fitted_table, short_loss
+from kbtool.core.atomic import write_text_atomic
 from kbtool.core.knowledge_base import KnowledgeBase, load
 from kbtool.core.loader import load_records
+from kbtool.core.paths import default_root
+from kbtool.core.schema import SCHEMAS, schema_of, write_schemas
+from kbtool.export.json_export import papers_to_json, to_json
+from kbtool.ingest.awesome_import import import_awesome
+from kbtool.ingest.metadata import load_metadata
+from kbtool.ingest.metadata_import import import_metadata
+from kbtool.ingest.paper_io import paper_to_data
+from kbtool.ingest.survey_table import import_summary
 
 app = typer.Typer(
     help="KD Atlas: a typed knowledge base of knowledge distillation of LLMs.",
@@ -89,8 +98,6 @@ def schema(
     kind: Annotated[str, typer.Option(help="paper, methods or taxonomy (printed).")] = "paper",
 ) -> None:
     """Export the JSON Schema of the paper, method and taxonomy files."""
-    from kbtool.core.schema import SCHEMAS, schema_of, write_schemas
-
     if out_dir is not None:
         for path in write_schemas(out_dir):
             out.print(f"wrote {path}")
@@ -143,8 +150,6 @@ def query(
         cited_by_survey=cited_by_survey,
     )
     if output is OutputFormat.json:
-        from kbtool.ingest.paper_io import paper_to_data
-
         sys.stdout.write(
             json.dumps([paper_to_data(p) for p in papers], indent=2, ensure_ascii=False) + "\n"
         )
@@ -232,8 +237,6 @@ def _emit(text: str, path: Path | None) -> None:
     if path is None:
         sys.stdout.write(text)
         return
-    from kbtool.core.atomic import write_text_atomic
-
     write_text_atomic(path, text)
     err.print(f"wrote {path}")
 
@@ -244,7 +247,7 @@ def export_bibtex(
     node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
 ) -> None:
     """BibTeX of all papers, or of the papers under a node."""
-    from kbtool.export.bibtex import to_bibtex
+    from kbtool.export.bibtex import to_bibtex  # deferred: bibtexparser is slow to import
 
     _, papers = _selection(root, node)
     _emit(to_bibtex(papers), out_path)
@@ -256,7 +259,7 @@ def export_csl(
     node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
 ) -> None:
     """CSL-JSON of all papers, or of the papers under a node."""
-    from kbtool.export.csl import to_csl_json
+    from kbtool.export.csl import to_csl_json  # deferred: shares bibtex's venue kinds
 
     _, papers = _selection(root, node)
     _emit(to_csl_json(papers), out_path)
@@ -268,16 +271,12 @@ def export_json(
     node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
 ) -> None:
     """JSON of the whole knowledge base, or of the papers under a node."""
-    from kbtool.export.json_export import papers_to_json, to_json
-
     kb, papers = _selection(root, node)
     _emit(to_json(kb) if node is None else papers_to_json(papers), out_path)
 
 
 # --- import ----------------------------------------------------------------------------------
 def _root_dir(root: Path | None) -> Path:
-    from kbtool.core.paths import default_root
-
     return root if root is not None else default_root()
 
 
@@ -291,9 +290,6 @@ def import_awesome_cmd(
     root: RootOption = None,
 ) -> None:
     """Merge the upstream paper list into papers/ (idempotent) and write IMPORT_REPORT.md."""
-    from kbtool.ingest.awesome_import import import_awesome
-    from kbtool.ingest.metadata import load_metadata
-
     meta = load_metadata(metadata) if metadata else None
     text = read_text(file)
     report = import_awesome(_root_dir(root), text, source_name=file.name, meta=meta)
@@ -314,9 +310,6 @@ def import_metadata_cmd(
     file: Annotated[Path, typer.Argument(help="paper-metadata.jsonl")], root: RootOption = None
 ) -> None:
     """Fill authors and arXiv ids; add the survey's other cited works (idempotent)."""
-    from kbtool.ingest.metadata import load_metadata
-    from kbtool.ingest.metadata_import import import_metadata
-
     report = import_metadata(_root_dir(root), load_metadata(file), meta_source=file.name)
     out.print(f"{len(report.added)} added, {len(report.updated)} updated")
     for note in report.notes:
@@ -329,8 +322,6 @@ def import_summary_cmd(
     file: Annotated[Path, typer.Argument(help="survey-skill-summary.tsv")], root: RootOption = None
 ) -> None:
     """Attach the survey's Table 3 facts to the matching papers (idempotent)."""
-    from kbtool.ingest.survey_table import import_summary
-
     try:
         report = import_summary(_root_dir(root), read_text(file))
     except ValueError as exc:
@@ -351,7 +342,7 @@ def import_bibtex_cmd(
     file: Annotated[Path, typer.Argument(help="A .bib file.")], root: RootOption = None
 ) -> None:
     """Add the entries of a BibTeX file as papers (existing ids and arXiv ids are skipped)."""
-    from kbtool.ingest.bibtex_import import import_bibtex
+    from kbtool.ingest.bibtex_import import import_bibtex  # deferred: bibtexparser
 
     report = import_bibtex(_root_dir(root), read_text(file), source=str(file))
     out.print(f"{len(report.added)} added, {len(report.skipped)} already present")
@@ -431,7 +422,7 @@ def build_site_cmd(
 
 
 def _build(kb: KnowledgeBase, out_dir: Path) -> Any:  # noqa: ANN401 - kbtool.site.BuildResult
-    from kbtool.site import SiteBuildError, build_site
+    from kbtool.site import SiteBuildError, build_site  # deferred: jinja2, mkdocs config
 
     with progress("building the site (render pages, then mkdocs build --strict)"):
         try:
@@ -448,7 +439,7 @@ def serve(
     out_dir: Annotated[Path, typer.Option("--out", help="Build directory.")] = Path("build/site"),
 ) -> None:
     """Validate, build the site and serve it on http://127.0.0.1:PORT/ (Ctrl-C stops)."""
-    from kbtool.site import serve_site
+    from kbtool.site import serve_site  # deferred, as in ``_build``
 
     kb = _kb(root)
     _print_summary(kb)

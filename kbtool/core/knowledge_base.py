@@ -215,13 +215,15 @@ class KnowledgeBase:
     # --- similarity search (embeddings with kbtool[semantic], else BM25) -----------------------
     def search(self, text: str, k: int = 10) -> list[SearchHit]:
         """Papers and methods most similar to ``text`` (embeddings if installed, else BM25)."""
+        # The façade calls down into retrieval lazily: core never imports it at module level,
+        # and the embedding backend may load torch.
         from kbtool.retrieval.semantic import search
 
         return search(self, text, k)
 
     def suggest(self, title: str, abstract: str | None = None, k: int = 3) -> list[LeafSuggestion]:
         """The ``k`` most likely taxonomy leaves for a new paper, with evidence papers."""
-        from kbtool.retrieval.placement import suggest
+        from kbtool.retrieval.placement import suggest  # lazy, as in ``search``
 
         return suggest(self, title, abstract, k)
 
@@ -229,7 +231,7 @@ class KnowledgeBase:
     @cached_property
     def graph(self) -> nx.MultiDiGraph:
         """A networkx MultiDiGraph of nodes, papers and methods with typed edges."""
-        from kbtool.core.graph import build_graph
+        from kbtool.core.graph import build_graph  # deferred: networkx is slow to import
 
         return build_graph(self)
 

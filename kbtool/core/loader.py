@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from kbtool.core.errors import Problem, validation_message
+from kbtool.core.errors import KnowledgeBaseError, Problem, validation_message
 from kbtool.core.model import Method, MethodFile, Paper, Taxonomy, TaxonomyNode
 from kbtool.core.paths import METHODS_DIR, NODES_FILE, PAPERS_DIR, default_root
 from kbtool.core.safe_yaml import YamlError, read_yaml
@@ -256,8 +256,6 @@ def load_records(root: Path | str | None = None) -> Records:
 def load_for_import(root: Path) -> Records:
     """Records for an importer: any problem is fatal except method nodes pointing at papers
     that do not exist yet (the import may be what creates them)."""
-    from kbtool.core.errors import KnowledgeBaseError
-
     records = load_records(root)
     fatal = [
         p

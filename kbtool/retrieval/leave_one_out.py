@@ -21,6 +21,7 @@ from kbtool.retrieval.placement import (
     resolve_method,
     votes,
 )
+from kbtool.retrieval.semantic import corpus_embeddings, get_encoder
 
 if TYPE_CHECKING:
     from kbtool.core.knowledge_base import KnowledgeBase
@@ -66,9 +67,7 @@ def leave_one_out(
 def _loo_embedding(
     kb: KnowledgeBase, placed: list[str], neighbours: int, encoder: Encoder | None
 ) -> dict[str, list[tuple[str, float]]]:
-    import torch
-
-    from kbtool.retrieval.semantic import corpus_embeddings, get_encoder
+    import torch  # deferred: heavy, and only the embedding similarity needs it
 
     enc = encoder if encoder is not None else get_encoder()
     docs, emb = corpus_embeddings(kb, enc)

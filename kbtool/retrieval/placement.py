@@ -29,6 +29,14 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from kbtool.retrieval.lexical import BM25
+from kbtool.retrieval.semantic import (
+    SemanticUnavailableError,
+    corpus_embeddings,
+    embedding_available,
+    get_encoder,
+)
+
 if TYPE_CHECKING:
     from kbtool.core.knowledge_base import KnowledgeBase
     from kbtool.retrieval.semantic import Encoder
@@ -147,8 +155,6 @@ def rank_leaves(
 def resolve_method(method: str) -> tuple[Similarity, ...]:
     """The similarities a method uses: ``auto`` is hybrid when the extra is installed, else
     lexical; ``hybrid`` and ``embedding`` raise ``SemanticUnavailableError`` without it."""
-    from kbtool.retrieval.semantic import SemanticUnavailableError, embedding_available
-
     if method == "lexical":
         return ("lexical",)
     if method not in ("auto", "hybrid", "embedding"):
@@ -182,13 +188,9 @@ def nearest_placed(
     if not placed or not queries:
         return [[] for _ in queries]
     if similarity == "lexical":
-        from kbtool.retrieval.lexical import BM25
-
         index = BM25([kb.papers[pid].title for pid in placed])
         return [[(placed[i], s) for i, s in index.top(q, n)] for q in queries]
-    import torch
-
-    from kbtool.retrieval.semantic import corpus_embeddings, get_encoder
+    import torch  # deferred: heavy, and only the embedding similarity needs it
 
     enc = encoder if encoder is not None else get_encoder()
     docs, emb = corpus_embeddings(kb, enc)

