@@ -23,11 +23,11 @@ from kbtool.cli.common import (
     OutputFormat,
     RootOption,
     err,
+    friendly,
     out,
     print_problems,
     read_text,
 )
-from kbtool.cli.common import friendly as _friendly
 from kbtool.cli.progress import progress
 from kbtool.cli.search import search_cmd, suggest_cmd
 from kbtool.cli.show import summary
@@ -53,13 +53,14 @@ app = typer.Typer(
 export_app = typer.Typer(help="Export papers as BibTeX, CSL-JSON or JSON.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 
+
 def _kb(root: Path | None) -> KnowledgeBase:
     return load(root)
 
 
 # --- validation, summary, schema -------------------------------------------------------------
 @app.command()
-@_friendly
+@friendly
 def validate(root: RootOption = None) -> None:
     """Validate every file of the knowledge base; print each problem as file: field: message."""
     records = load_records(root)
@@ -83,14 +84,14 @@ def _print_summary(kb: KnowledgeBase) -> None:
 
 
 @app.command()
-@_friendly
+@friendly
 def stats(root: RootOption = None) -> None:
     """Print counts of the knowledge base as JSON."""
     out.print_json(json.dumps(_kb(root).stats()))
 
 
 @app.command()
-@_friendly
+@friendly
 def schema(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Directory for *.schema.json.")
@@ -109,7 +110,7 @@ def schema(
 
 # --- queries ---------------------------------------------------------------------------------
 @app.command()
-@_friendly
+@friendly
 def query(
     node: Annotated[str | None, typer.Option(help="Taxonomy node (descendants included).")] = None,
     method: Annotated[str | None, typer.Option(help="Method id.")] = None,
@@ -166,7 +167,7 @@ def query(
 
 
 @app.command()
-@_friendly
+@friendly
 def methods(
     teacher_access: Annotated[str | None, typer.Option(help="black-box or white-box.")] = None,
     on_policy: Annotated[bool | None, typer.Option("--on-policy/--off-policy")] = None,
@@ -207,7 +208,7 @@ class ShowFormat(StrEnum):
 
 
 @app.command()
-@_friendly
+@friendly
 def show(
     key: str,
     output: Annotated[
@@ -242,7 +243,7 @@ def _emit(text: str, path: Path | None) -> None:
 
 
 @export_app.command("bibtex")
-@_friendly
+@friendly
 def export_bibtex(
     node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
 ) -> None:
@@ -254,7 +255,7 @@ def export_bibtex(
 
 
 @export_app.command("csl")
-@_friendly
+@friendly
 def export_csl(
     node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
 ) -> None:
@@ -266,7 +267,7 @@ def export_csl(
 
 
 @export_app.command("json")
-@_friendly
+@friendly
 def export_json(
     node: NodeOption = None, out_path: OutOption = None, root: RootOption = None
 ) -> None:
@@ -281,7 +282,7 @@ def _root_dir(root: Path | None) -> Path:
 
 
 @app.command("import-awesome")
-@_friendly
+@friendly
 def import_awesome_cmd(
     file: Annotated[Path, typer.Argument(help="The upstream list's README (markdown).")],
     metadata: Annotated[
@@ -305,7 +306,7 @@ def import_awesome_cmd(
 
 
 @app.command("import-metadata")
-@_friendly
+@friendly
 def import_metadata_cmd(
     file: Annotated[Path, typer.Argument(help="paper-metadata.jsonl")], root: RootOption = None
 ) -> None:
@@ -317,7 +318,7 @@ def import_metadata_cmd(
 
 
 @app.command("import-summary")
-@_friendly
+@friendly
 def import_summary_cmd(
     file: Annotated[Path, typer.Argument(help="survey-skill-summary.tsv")], root: RootOption = None
 ) -> None:
@@ -337,7 +338,7 @@ def import_summary_cmd(
 
 
 @app.command("import-bibtex")
-@_friendly
+@friendly
 def import_bibtex_cmd(
     file: Annotated[Path, typer.Argument(help="A .bib file.")], root: RootOption = None
 ) -> None:
@@ -352,7 +353,7 @@ def import_bibtex_cmd(
 
 # --- reference implementations ---------------------------------------------------------------
 @app.command()
-@_friendly
+@friendly
 def run(
     method: Annotated[str, typer.Argument(help="Method id (or a loss name from reference_impls).")],
     steps: Annotated[int | None, typer.Option(help="Training steps (default: the demo's).")] = None,
@@ -407,7 +408,7 @@ app.command("suggest")(suggest_cmd)
 
 # --- site ------------------------------------------------------------------------------------
 @app.command("build-site")
-@_friendly
+@friendly
 def build_site_cmd(
     root: RootOption = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("build/site"),
@@ -432,7 +433,7 @@ def _build(kb: KnowledgeBase, out_dir: Path) -> Any:  # noqa: ANN401 - kbtool.si
 
 
 @app.command()
-@_friendly
+@friendly
 def serve(
     root: RootOption = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,

@@ -26,6 +26,9 @@ from kbtool.cli.common import err
 def progress(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
     """Show ``description`` with a bar of ``total`` steps (a spinner when ``total`` is None);
     yields ``advance(steps)``."""
+    if not err.is_terminal:  # pipes, logs and CI: results only
+        yield _ignore
+        return
     columns: list[ProgressColumn] = [SpinnerColumn(), TextColumn("{task.description}")]
     if total is not None:
         columns += [BarColumn(), MofNCompleteColumn()]
@@ -37,3 +40,7 @@ def progress(description: str, total: int | None = None) -> Iterator[Callable[[i
             bar.advance(task, steps)
 
         yield advance
+
+
+def _ignore(steps: int = 1) -> None:
+    """``advance`` when nothing is displayed."""
