@@ -18,13 +18,13 @@ import typer
 
 from kbtool.cli.common import (
     FormatOption,
+    OutputFormat,
     RootOption,
     friendly,
     note,
     out,
     read_text,
 )
-from kbtool.cli.common import OutputFormat as Format
 from kbtool.cli.progress import progress
 from kbtool.cli.tables import Column, fitted_table
 from kbtool.core.knowledge_base import load
@@ -35,6 +35,7 @@ from kbtool.retrieval.triage import triage_awesome
 if TYPE_CHECKING:
     from kbtool.retrieval.semantic import Kind
     from kbtool.retrieval.triage import TriageItem
+
 
 class SearchBackend(StrEnum):
     """How ``search`` ranks: MiniLM embeddings, BM25 words, or embeddings when installed."""
@@ -77,7 +78,7 @@ def search_cmd(
     backend: Annotated[
         SearchBackend, typer.Option(help="auto (embeddings if installed), embedding, lexical.")
     ] = SearchBackend.auto,
-    output: FormatOption = Format.table,
+    output: FormatOption = OutputFormat.table,
     root: RootOption = None,
 ) -> None:
     """Papers and methods most similar to TEXT (embeddings, or BM25 without the extra)."""
@@ -88,7 +89,7 @@ def search_cmd(
         kinds = ("paper",) if kind is KindChoice.paper else ("method",)
     with progress("searching"):
         hits = search(kb, text, k, backend=backend.value, kinds=kinds)
-    if output is Format.json:
+    if output is OutputFormat.json:
         sys.stdout.write(json.dumps([asdict(h) for h in hits], indent=2) + "\n")
         return
     columns = [
@@ -122,7 +123,7 @@ def suggest_cmd(
     method: Annotated[
         SuggestMethod, typer.Option(help="auto (hybrid if installed), hybrid, embedding, lexical.")
     ] = SuggestMethod.auto,
-    output: FormatOption = Format.table,
+    output: FormatOption = OutputFormat.table,
     root: RootOption = None,
 ) -> None:
     """Suggest taxonomy leaves for a new paper, with scores and the placed papers behind them."""
@@ -141,7 +142,7 @@ def suggest_cmd(
     assert title is not None
     with progress("ranking taxonomy leaves"):
         found = suggest(kb, title, abstract, k, neighbours=neighbours, method=method.value)
-    if output is Format.json:
+    if output is OutputFormat.json:
         sys.stdout.write(json.dumps([asdict(s) for s in found], indent=2) + "\n")
         return
     columns = [
@@ -157,9 +158,9 @@ def suggest_cmd(
     out.print(fitted_table(columns, rows, width=out.width, title=title))
 
 
-def _print_triage(items: list[TriageItem], output: Format) -> None:
+def _print_triage(items: list[TriageItem], output: OutputFormat) -> None:
     """One row per missing paper; 'agrees' when a suggested leaf is a heading it is listed under."""
-    if output is Format.json:
+    if output is OutputFormat.json:
         sys.stdout.write(json.dumps([asdict(i) for i in items], indent=2) + "\n")
         return
     if not items:

@@ -131,12 +131,11 @@ class KnowledgeBase:
         """
         ix = self._index
         ids: set[str] | None = None
-        vocabulary = bundled_vocabulary()  # what the model accepts in these fields
-        if objective is not None and objective not in vocabulary.objectives:
-            allowed = ", ".join(vocabulary.objectives)
+        if objective is not None and objective not in bundled_vocabulary().objectives:
+            allowed = ", ".join(bundled_vocabulary().objectives)  # what the model accepts
             raise KeyError(f"unknown objective {objective!r}; one of {allowed}")
-        if elicitation is not None and elicitation not in vocabulary.elicitation:
-            allowed = ", ".join(vocabulary.elicitation)
+        if elicitation is not None and elicitation not in bundled_vocabulary().elicitation:
+            allowed = ", ".join(bundled_vocabulary().elicitation)
             raise KeyError(f"unknown elicitation {elicitation!r}; one of {allowed}")
 
         def narrow(candidates: set[str]) -> None:
