@@ -160,11 +160,15 @@ class Paper(_Strict):
     @field_validator("elicitation")
     @classmethod
     def _known_elicitation(cls, value: list[str]) -> list[str]:
+        if not value:  # nothing to check: no need to read the taxonomy
+            return value
         return _check_members(value, bundled_vocabulary().elicitation, ELICITATION_PARENT)
 
     @field_validator("objectives")
     @classmethod
     def _known_objectives(cls, value: list[str]) -> list[str]:
+        if not value:
+            return value
         return _check_members(value, bundled_vocabulary().objectives, OBJECTIVE_PARENT)
 
     @property
