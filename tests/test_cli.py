@@ -281,6 +281,22 @@ def test_tables_fit_80_columns_with_short_loss_names() -> None:
     assert {p.id for p in kb.query(node="knowledge-elicitation")} <= ids
 
 
+def test_search_and_suggest_tables_fit_80_columns() -> None:
+    """The ranking tables fit 80 columns too and keep every hit's id whole."""
+    from kbtool.retrieval.semantic import search
+
+    text = "cross-tokenizer distillation"
+    result = invoke("search", text, "--backend", "lexical", columns="80")
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
+    cells = {c.strip() for line in result.stdout.splitlines() for c in line.split("│")}
+    assert {h.id for h in search(kbtool.load(), text, 10, backend="lexical")} <= cells
+    title = "Distilling reasoning from a large teacher"
+    placed = invoke("suggest", "--title", title, "--method", "lexical", columns="80")
+    assert placed.exit_code == 0, placed.output
+    assert all(len(line) <= 80 for line in placed.stdout.splitlines()), placed.stdout
+
+
 def test_narrow_terminal_drops_the_least_important_columns() -> None:
     """Too narrow for every column: some are left out, the table says which, lines still fit."""
     result = invoke("query", "--node", "knowledge-elicitation", columns="50")
