@@ -17,10 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from kbtool.kb import KnowledgeBase
-from kbtool.loader import load_records
-from kbtool.model import ELICITATION_NODES, OBJECTIVE_NODES, Paper
-from kbtool.paper_io import paper_to_data, write_paper
+from kbtool.core.knowledge_base import KnowledgeBase
+from kbtool.core.loader import load_records
+from kbtool.core.model import Paper
+from kbtool.core.taxonomy import ELICITATION_NODES, OBJECTIVE_NODES
+from kbtool.ingest.paper_io import paper_to_data, write_paper
 
 REPO = Path(__file__).resolve().parent.parent
 VENUES = ["arXiv", "ACL", "EMNLP", "ICLR", "NeurIPS", "Findings of EMNLP", "ICML"]

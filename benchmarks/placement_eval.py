@@ -84,7 +84,7 @@ def majority_rankings(
     targets: Mapping[str, Mapping[str, float]], order: Sequence[str]
 ) -> dict[str, list[str]]:
     """Leaves by how much weight the other placed papers put on them (ties: taxonomy order)."""
-    from kbtool.placement import leaf_prior
+    from kbtool.retrieval.placement import leaf_prior
 
     out = {}
     for pid in targets:
@@ -138,14 +138,9 @@ def tfidf_neighbours(
 def run(neighbours: int) -> dict[str, Any]:
     """Rank every placed paper with every available method; return scores and timings."""
     import kbtool
-    from kbtool.placement import (
-        leaf_prior,
-        leaf_targets,
-        leave_one_out,
-        leaves,
-        rank_leaves,
-    )
-    from kbtool.semantic import embedding_available
+    from kbtool.retrieval.leave_one_out import leave_one_out
+    from kbtool.retrieval.placement import leaf_prior, leaf_targets, leaves, rank_leaves
+    from kbtool.retrieval.semantic import embedding_available
 
     kb = kbtool.load()
     targets = leaf_targets(kb)

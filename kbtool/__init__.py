@@ -10,9 +10,9 @@ Quick start::
 This package imports neither torch nor mkdocs nor the CLI, so ``import kbtool`` stays fast.
 """
 
-from kbtool.errors import KnowledgeBaseError, Problem
-from kbtool.kb import KnowledgeBase, load
-from kbtool.model import Method, Paper, TaxonomyNode
+from kbtool.core.errors import KnowledgeBaseError, Problem
+from kbtool.core.knowledge_base import KnowledgeBase, load
+from kbtool.core.model import Method, Paper, TaxonomyNode
 
 __all__ = [
     "KnowledgeBase",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from kbtool.model import Paper
-from kbtool.paper_io import write_paper
+from kbtool.core.model import Paper
+from kbtool.ingest.paper_io import write_paper
 
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
 EXTENSION = "on-policy-distillation"

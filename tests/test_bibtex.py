@@ -12,10 +12,11 @@ import bibtexparser
 import pytest
 
 import kbtool
-from kbtool.bibtex import BibtexError, from_bibtex, to_bibtex
-from kbtool.export import to_csl_json
-from kbtool.kb import KnowledgeBase
-from kbtool.model import Paper
+from kbtool.core.knowledge_base import KnowledgeBase
+from kbtool.core.model import Paper
+from kbtool.export.bibtex import to_bibtex
+from kbtool.export.csl import to_csl_json
+from kbtool.ingest.bibtex_import import BibtexError, from_bibtex
 
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
 ROUND_TRIP_FIELDS = (
@@ -174,7 +175,7 @@ def test_csl_json_of_the_real_kb_parses(real_kb: KnowledgeBase) -> None:
 
 def test_month_is_written_as_a_bibtex_macro() -> None:
     """``month = jun`` (a macro styles can localise), not the string ``{jun}``."""
-    from kbtool.bibtex import to_bibtex
+    from kbtool.export.bibtex import to_bibtex
 
     paper = kbtool.Paper(id="x2023y", title="Y", year=2023, month=6, venue="arXiv")
     text = to_bibtex([paper])

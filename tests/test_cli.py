@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import kbtool
 from kbtool.cli import app
-from kbtool.loader import load_records
+from kbtool.core.loader import load_records
 
 REPO = Path(__file__).resolve().parent.parent
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
@@ -218,11 +218,91 @@ def test_query_table_and_unknown_node() -> None:
 
 
 def test_show_finds_minillm_by_arxiv_id() -> None:
-    """``show 2306.08543`` on the real data prints the MiniLLM paper."""
-    result = invoke("show", "2306.08543")
+    """``show 2306.08543 --format json`` on the real data prints the MiniLLM paper's record."""
+    result = invoke("show", "2306.08543", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["id"] == "gu2023minillm" and data["title"].startswith("MiniLLM")
+
+
+def test_show_prints_a_readable_summary_by_default() -> None:
+    """Without ``--format``, ``show`` prints labelled lines a person reads, not JSON."""
+    kb = kbtool.load()
+    paper = kb.papers["gu2023minillm"]
+    result = invoke("show", "2306.08543", columns="100")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert not text.lstrip().startswith("{")
+    lines = text.splitlines()
+    assert lines[0] == paper.title
+    assert any(line.startswith("BibTeX key") and line.endswith(paper.id) for line in lines)
+    flat = " ".join(text.split())  # values may wrap onto several lines
+    assert paper.authors[0] in flat and f"{paper.venue} {paper.year}" in flat
+    for node_id in paper.nodes:
+        assert f"{kb.nodes[node_id].name} ({node_id})" in flat
+    for method_id in paper.methods:
+        assert method_id in text
+    assert f"https://arxiv.org/abs/{paper.arxiv_id}" in text
+
+
+def test_show_method_and_node_summaries() -> None:
+    """A method shows its short loss name and formula; a node its children and paper count."""
+    kb = kbtool.load(KB_SMALL)
+    method = kb.methods["forward-kl"]
+    assert method.loss is not None
+    result = invoke("show", "forward-kl", "--root", KB_SMALL)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == method.name
+    flat = " ".join(result.stdout.split())
+    assert method.loss.rsplit(".", 1)[1] in flat and " ".join(method.formula.split()) in flat
+    node = invoke("show", "knowledge-elicitation", "--root", KB_SMALL)
+    assert node.exit_code == 0, node.output
+    for child in kb.children("knowledge-elicitation"):
+        assert f"{child.name} ({child.id})" in node.stdout
+    assert f"{len(kb.papers_under('knowledge-elicitation'))} (descendants" in node.stdout
+
+
+def test_tables_fit_80_columns_with_short_loss_names() -> None:
+    """At 80 columns ``methods`` shows whole, short loss names (not ``reference_impls...``),
+    and ``query`` keeps every id whole; no line is wider than the terminal."""
+    kb = kbtool.load()
+    result = invoke("methods", columns="80")
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
+    assert "reference_impls" not in result.stdout
+    short = {m.loss.rsplit(".", 1)[1] for m in kb.methods.values() if m.loss}
+    assert "forward_kl" in short
+    cells = {c.strip() for line in result.stdout.splitlines() for c in line.split("│")}
+    assert short <= cells, short - cells
+    papers = invoke("query", "--node", "knowledge-elicitation", columns="80")
+    assert papers.exit_code == 0, papers.output
+    assert all(len(line) <= 80 for line in papers.stdout.splitlines()), papers.stdout
+    ids = {c.strip() for line in papers.stdout.splitlines() for c in line.split("│")}
+    assert {p.id for p in kb.query(node="knowledge-elicitation")} <= ids
+
+
+def test_search_and_suggest_tables_fit_80_columns() -> None:
+    """The ranking tables fit 80 columns too and keep every hit's id whole."""
+    from kbtool.retrieval.semantic import search
+
+    text = "cross-tokenizer distillation"
+    result = invoke("search", text, "--backend", "lexical", columns="80")
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
+    cells = {c.strip() for line in result.stdout.splitlines() for c in line.split("│")}
+    assert {h.id for h in search(kbtool.load(), text, 10, backend="lexical")} <= cells
+    title = "Distilling reasoning from a large teacher"
+    placed = invoke("suggest", "--title", title, "--method", "lexical", columns="80")
+    assert placed.exit_code == 0, placed.output
+    assert all(len(line) <= 80 for line in placed.stdout.splitlines()), placed.stdout
+
+
+def test_narrow_terminal_drops_the_least_important_columns() -> None:
+    """Too narrow for every column: some are left out, the table says which, lines still fit."""
+    result = invoke("query", "--node", "knowledge-elicitation", columns="50")
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 50 for line in result.stdout.splitlines()), result.stdout
+    assert "not shown at this width: venue" in " ".join(result.stdout.split())
 
 
 def test_show_unknown_key() -> None:
@@ -300,7 +380,7 @@ def test_export_replaces_existing_file_atomically(
     def failing_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device", dst)
 
-    monkeypatch.setattr("kbtool.atomic.os.replace", failing_replace)
+    monkeypatch.setattr("kbtool.core.atomic.os.replace", failing_replace)
     result = invoke("export", "bibtex", "--out", target, "--root", KB_SMALL)
     assert result.exit_code == 1
     assert "No space left on device" in result.stderr
@@ -433,7 +513,7 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
     """Atomic writes go through mkstemp (0600); the result must have open()'s mode instead."""
     import os
 
-    from kbtool.atomic import write_text_atomic
+    from kbtool.core.atomic import write_text_atomic
 
     umask = os.umask(0o022)
     try:

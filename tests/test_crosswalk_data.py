@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 import kbtool
-from kbtool.kb import KnowledgeBase
-from kbtool.model import NodeOrigin
-from kbtool.safe_yaml import read_yaml
+from kbtool.core.knowledge_base import KnowledgeBase
+from kbtool.core.model import NodeOrigin
+from kbtool.core.safe_yaml import read_yaml
 
 TAXONOMY = Path(__file__).resolve().parent.parent / "taxonomy"
 

@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 
 import kbtool
-from kbtool.kb import KnowledgeBase
-from kbtool.loader import load_records
-from kbtool.model import NodeOrigin, Paper
+from kbtool.core.knowledge_base import KnowledgeBase
+from kbtool.core.loader import load_records
+from kbtool.core.model import NodeOrigin, Paper
 
 #: The 40 taxonomy nodes of the issue and their parents (None for the four pillars).
 EXPECTED_PARENTS: dict[str, str | None] = {

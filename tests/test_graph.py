@@ -8,7 +8,7 @@ import networkx as nx
 import pytest
 
 import kbtool
-from kbtool.graph import edges_of_type, related_methods
+from kbtool.core.graph import edges_of_type, related_methods
 
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
 

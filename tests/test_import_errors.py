@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from kbtool.bibtex_import import import_bibtex
-from kbtool.errors import KnowledgeBaseError
-from kbtool.importer import import_awesome
-from kbtool.loader import load_records
-from kbtool.metadata import MetadataError, load_metadata
-from kbtool.summary_table import import_summary, parse_summary
+from kbtool.core.errors import KnowledgeBaseError
+from kbtool.core.loader import load_records
+from kbtool.ingest.awesome_import import import_awesome
+from kbtool.ingest.bibtex_import import import_bibtex
+from kbtool.ingest.metadata import MetadataError, load_metadata
+from kbtool.ingest.survey_table import import_summary, parse_summary
 
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
 HEADER = (

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 import kbtool
-from kbtool.awesome import parse_awesome
-from kbtool.errors import KnowledgeBaseError
-from kbtool.importer import REPORT_NAME, import_awesome
-from kbtool.metadata import MetadataError, load_metadata
-from kbtool.metadata_import import import_metadata
-from kbtool.model import Paper
-from kbtool.summary_table import import_summary, normalise_row, parse_summary
-from kbtool.venues import normalize_venue
+from kbtool.core.errors import KnowledgeBaseError
+from kbtool.core.model import Paper
+from kbtool.ingest.awesome import parse_awesome
+from kbtool.ingest.awesome_import import REPORT_NAME, import_awesome
+from kbtool.ingest.metadata import MetadataError, load_metadata
+from kbtool.ingest.metadata_import import import_metadata
+from kbtool.ingest.survey_table import import_summary, normalise_row, parse_summary
+from kbtool.ingest.venues import normalize_venue
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KB_SMALL = FIXTURES / "kb_small"

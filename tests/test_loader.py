@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import kbtool
-from kbtool.errors import KnowledgeBaseError, Problem
-from kbtool.loader import load_records
-from kbtool.safe_yaml import MAX_FILE_BYTES
+from kbtool.core.errors import KnowledgeBaseError, Problem
+from kbtool.core.loader import load_records
+from kbtool.core.safe_yaml import MAX_FILE_BYTES
 
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
 NODES = "taxonomy/nodes.yaml"
@@ -364,7 +364,7 @@ def test_parallel_reading_gives_the_same_records_and_problems(
     kb: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Large knowledge bases are parsed by worker processes; the result must not change."""
-    from kbtool import loader
+    from kbtool.core import loader
 
     (kb / "papers" / "broken.yaml").write_text("id: broken\ntitle: [unclosed\n", encoding="utf-8")
     serial = load_records(kb)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from kbtool.model import Method, Paper, TaxonomyNode, slugify
+from kbtool.core.model import Method, Paper, TaxonomyNode, slugify
 
 PAPER: dict[str, Any] = {
     "id": "gu2023minillm",

@@ -16,11 +16,11 @@ import typer
 from typer.testing import CliRunner
 
 import kbtool
-from kbtool import placement, semantic
-from kbtool.kb import KnowledgeBase
-from kbtool.loader import Records
-from kbtool.model import NodeOrigin, Paper, TaxonomyNode
-from kbtool.search_cli import search_cmd, suggest_cmd
+from kbtool.cli.search import search_cmd, suggest_cmd
+from kbtool.core.knowledge_base import KnowledgeBase
+from kbtool.core.loader import Records
+from kbtool.core.model import NodeOrigin, Paper, TaxonomyNode
+from kbtool.retrieval import leave_one_out, placement, semantic, triage
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -203,7 +203,7 @@ def test_leave_one_out_equals_suggesting_with_the_paper_excluded(
 ) -> None:
     monkeypatch.setenv(semantic.CACHE_ENV, str(tmp_path))
     enc = FakeEncoder()
-    loo = placement.leave_one_out(bundled, method=method, encoder=enc)  # type: ignore[arg-type]
+    loo = leave_one_out.leave_one_out(bundled, method=method, encoder=enc)  # type: ignore[arg-type]
     assert set(loo) == set(placement.leaf_targets(bundled))
     for pid in list(loo)[::40]:
         found = placement.suggest(
@@ -252,7 +252,7 @@ NEWER_LIST = "\n".join(
 
 
 def test_triage_reports_only_missing_papers_once_each(bundled: KnowledgeBase) -> None:
-    items = placement.triage_awesome(bundled, NEWER_LIST, k=3, method="lexical")
+    items = triage.triage_awesome(bundled, NEWER_LIST, k=3, method="lexical")
     assert [(i.title, i.listed_under) for i in items] == [
         (O1, ("labeling", "medical-healthcare")),
         (CLINICAL, ("medical-healthcare",)),

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 import kbtool
 from kbtool.cli import app
-from kbtool.errors import KnowledgeBaseError
-from kbtool.post_survey import import_post_survey
-from kbtool.post_survey_source import read_source, split_venue
-from kbtool.report_sections import marked_sections, set_section
+from kbtool.core.errors import KnowledgeBaseError
+from kbtool.ingest.post_survey import import_post_survey
+from kbtool.ingest.post_survey_source import read_source, split_venue
+from kbtool.ingest.report_sections import marked_sections, set_section
 
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
 OPD = "owner-a/awesome-opd"
@@ -462,7 +462,7 @@ def test_reimport_keeps_facts_added_by_hand(root: Path, tmp_path: Path) -> None:
 
 
 def test_awesome_reimport_keeps_the_post_survey_section(root: Path, tmp_path: Path) -> None:
-    from kbtool.importer import import_awesome
+    from kbtool.ingest.awesome_import import import_awesome
 
     run(root, *write_inputs(tmp_path / "in"))
     listing = (KB_SMALL.parent / "importer" / "awesome_v1.md").read_text(encoding="utf-8")

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 import kbtool
 from kbtool.cli import app
-from kbtool.kb import KnowledgeBase
-from kbtool.loader import load_records
-from kbtool.model import Paper
-from kbtool.paper_io import paper_to_data, write_paper
-from kbtool.safe_yaml import dump_yaml
+from kbtool.core.knowledge_base import KnowledgeBase
+from kbtool.core.loader import load_records
+from kbtool.core.model import Paper
+from kbtool.core.safe_yaml import dump_yaml
+from kbtool.ingest.paper_io import paper_to_data, write_paper
 
 BASE: dict[str, Any] = {"id": "x2025y", "title": "Y", "year": 2025, "venue": "arXiv"}
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import kbtool
-from kbtool.kb import KnowledgeBase
-from kbtool.model import Method, Paper, TaxonomyNode
+from kbtool.core.knowledge_base import KnowledgeBase
+from kbtool.core.model import Method, Paper, TaxonomyNode
 
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
 

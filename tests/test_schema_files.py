@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kbtool.safe_yaml import read_yaml
-from kbtool.schema import SCHEMAS, schema_of
+from kbtool.core.safe_yaml import read_yaml
+from kbtool.core.schema import SCHEMAS, schema_of
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "taxonomy" / "schema"
 

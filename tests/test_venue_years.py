@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import kbtool
-from kbtool.metadata import MetaRecord
-from kbtool.venue_years import venue_and_year, venue_year_from
+from kbtool.ingest.metadata import MetaRecord
+from kbtool.ingest.venue_years import venue_and_year, venue_year_from
 
 ICLR_2024 = (
     "The Twelfth International Conference on Learning Representations, {ICLR} 2024, Vienna, "

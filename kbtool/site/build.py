@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import kbtool
-from kbtool.kb import KnowledgeBase
+from kbtool.core.knowledge_base import KnowledgeBase
 from kbtool.site.render import SITE_SRC, render_docs, write_mkdocs_config
 from kbtool.site.zoo import DEFAULT_ZOO_DIR
 

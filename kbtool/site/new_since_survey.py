@@ -11,10 +11,10 @@ from typing import Any
 
 from markupsafe import Markup
 
-from kbtool import provenance
-from kbtool.kb import KnowledgeBase
-from kbtool.model import Paper
-from kbtool.site import plots
+from kbtool.core import provenance
+from kbtool.core.knowledge_base import KnowledgeBase
+from kbtool.core.model import Paper
+from kbtool.site.plots import monthly_timeline
 
 PAGE = "new-since-survey.md"
 TIMELINE = "new-since-survey/timeline.svg"
@@ -85,7 +85,7 @@ def timeline(kb: KnowledgeBase, papers: list[Paper]) -> dict[str, Any]:
     names = [name for name in [*order, "Not placed"] if name in per]
     series = [(name, [per[name][m] for m in months]) for name in names]
     title = "Papers per month since the survey"
-    svg = plots.monthly_timeline(title, months, series)
+    svg = monthly_timeline(title, months, series)
     width = re.search(r'width="(\d+)"', svg)
     return {
         "svg": svg,

@@ -118,9 +118,7 @@ def bar_chart(
         body.append(
             f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{axis_y}" stroke="#e0e0e0"/>'
         )
-        body.append(
-            text(x, axis_y + 16, number(t), text_anchor="middle", fill="#555")
-        )
+        body.append(text(x, axis_y + 16, number(t), text_anchor="middle", fill="#555"))
     if not items:
         body.append(f'<text x="{label_w}" y="{top + 14}" fill="#555">no data</text>')
     for i, (label, count) in enumerate(items):
@@ -169,9 +167,7 @@ def stacked_columns(
         body.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" stroke="#e0e0e0"/>'
         )
-        body.append(
-            text(left - 4, y + 4, number(t), text_anchor="end", fill="#555")
-        )
+        body.append(text(left - 4, y + 4, number(t), text_anchor="end", fill="#555"))
     for i, category in enumerate(categories):
         x = left + i * col_w + 3
         y = float(base_y)

@@ -8,7 +8,6 @@ go to mkdocs as HTML-escaped front matter because the theme inserts titles as HT
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections import Counter
@@ -22,18 +21,21 @@ import jinja2
 import yaml
 from markupsafe import Markup
 
-from kbtool.kb import KnowledgeBase, normalize_text
-from kbtool.model import ELICITATION_NODES, OBJECTIVE_NODES, Method, Paper
-from kbtool.site import new_since_survey, plots
+from kbtool.core.knowledge_base import KnowledgeBase, normalize_text
+from kbtool.core.model import Method, Paper
+from kbtool.core.taxonomy import bundled_vocabulary
+from kbtool.site.benchmark import read_benchmark
+from kbtool.site.figures import statistics_figures
 from kbtool.site.mathml import FormulaError, latex_to_mathml
+from kbtool.site.new_since_survey import PAGE as NEW_SINCE_SURVEY_PAGE
+from kbtool.site.new_since_survey import render_page as render_new_since_survey
+from kbtool.site.new_since_survey import row_facets, site_globals
 from kbtool.site.refimpl import LossSource, ReferenceImplError, locate, package_dir
 from kbtool.site.zoo import read_zoo
 
 SITE_SRC = Path(__file__).resolve().parent.parent.parent / "site"
 ASSETS_DIR = "kb-assets"
 NEWEST = 12
-TOP_TEACHERS = 25
-MAX_BENCHMARK_ROWS = 500
 #: How a method page tells readers to run its reference implementation's demo.
 RUN_COMMAND = "kbtool run {method_id}"
 
@@ -108,8 +110,9 @@ def front_matter(title: str, **meta: Any) -> Markup:
 
 def _exporters() -> tuple[Callable[[list[Paper]], str], Callable[[list[Paper]], str], Any]:
     """The lead's BibTeX and CSL/JSON exporters, imported only when a site is rendered."""
-    from kbtool.bibtex import to_bibtex
-    from kbtool.export import to_csl_json, to_json
+    from kbtool.export.bibtex import to_bibtex
+    from kbtool.export.csl import to_csl_json
+    from kbtool.export.json_export import to_json
 
     return to_bibtex, to_csl_json, to_json
 
@@ -132,7 +135,7 @@ class _Renderer:
         self.to_bibtex, self.to_csl_json, self.to_json = _exporters()
         self.counts = {nid: len(kb.papers_under(nid)) for nid in kb.nodes}
         self.pkg_dir = package_dir()
-        self.base_globals = {"kb": kb, "counts": self.counts, **new_since_survey.site_globals(kb)}
+        self.base_globals = {"kb": kb, "counts": self.counts, **site_globals(kb)}
 
     # -- helpers ------------------------------------------------------------------------------
     def write(self, rel: str, template: str, kind: str, **context: Any) -> None:
@@ -212,7 +215,7 @@ class _Renderer:
             "data-teachers": "|".join(sorted({normalize_text(t) for t in paper.teachers})),
             "data-objectives": " ".join(paper.objectives),
             "data-text": normalize_text(paper.title + " " + " ".join(paper.authors)),
-            **new_since_survey.row_facets(kb, paper),
+            **row_facets(kb, paper),
         }
         return Markup(" ".join(f'{k}="{escape(v, quote=True)}"' for k, v in attrs.items()))
 
@@ -236,7 +239,10 @@ class _Renderer:
             "years": sorted({p.year for p in papers}, reverse=True),
             "venues": ranked(p.venue for p in papers),
             "teachers": ranked(t for p in papers for t in dict.fromkeys(p.teachers)),
-            "objectives": [(o, kb.nodes[o].name if o in kb.nodes else o) for o in OBJECTIVE_NODES],
+            "objectives": [
+                (o, kb.nodes[o].name if o in kb.nodes else o)
+                for o in bundled_vocabulary().objectives
+            ],
         }
 
     def methods(self) -> None:
@@ -250,7 +256,7 @@ class _Renderer:
             paper_counts=paper_counts,
             with_loss=sum(1 for m in self.kb.methods.values() if m.loss),
         )
-        from kbtool.graph import related_methods
+        from kbtool.core.graph import related_methods
 
         graph = self.kb.graph
         for method in self.kb.methods.values():
@@ -289,7 +295,7 @@ class _Renderer:
             raise SiteRenderError(f"method {method.id}: {exc}") from exc
 
     def statistics(self) -> None:
-        figures = self._plots()
+        figures = statistics_figures(self.kb, self.counts, self._facets()["teachers"])
         for fig in figures:
             self.write_file(f"statistics/{fig['file']}", fig.pop("svg"))
         self.write(
@@ -302,99 +308,6 @@ class _Renderer:
             benchmark=read_benchmark(self.benchmark_path),
             zoo=self.zoo,
         )
-
-    def _plots(self) -> list[dict[str, Any]]:
-        kb = self.kb
-        papers = list(kb.papers.values())
-        years, bucket = _year_buckets([p.year for p in papers])
-        pillars = kb.children(None)
-        per_pillar_year = {
-            pl.id: Counter(
-                bucket(p.year) for p in papers if pl.id in {kb.pillar_of(n) for n in p.nodes}
-            )
-            for pl in pillars
-        }
-        unplaced = Counter(bucket(p.year) for p in papers if not p.nodes)
-        series = [(pl.name, [per_pillar_year[pl.id][y] for y in years]) for pl in pillars]
-        series.append(("Cited only (no node)", [unplaced[y] for y in years]))
-        figures = [
-            _figure(
-                "Papers per year by pillar",
-                "papers-per-year.svg",
-                plots.stacked_columns("Papers per year by pillar", years, series),
-                "A paper placed in two pillars counts in both.",
-                ["Year", *[name for name, _ in series]],
-                [[y, *[vals[i] for _, vals in series]] for i, y in enumerate(years)],
-            )
-        ]
-        node_items = [(n.name, self.counts[n.id]) for n in kb.nodes.values()]
-        depths = [len(kb.ancestors(n.id)) - 1 for n in kb.nodes.values()]
-        figures.append(
-            _figure(
-                "Papers per taxonomy node",
-                "papers-per-node.svg",
-                plots.bar_chart(
-                    "Papers per taxonomy node (descendants included)", node_items, indents=depths
-                ),
-                "Counts include the papers of each node's descendants.",
-                ["Node", "Papers"],
-                [[n.name, self.counts[n.id]] for n in kb.nodes.values()],
-            )
-        )
-        teachers = self._facets()["teachers"][:TOP_TEACHERS]
-        figures.append(
-            _figure(
-                "Teacher models",
-                "teachers.svg",
-                plots.bar_chart(
-                    f"Most used teacher models (top {TOP_TEACHERS})",
-                    [(name, n) for _, name, n in teachers],
-                    color=plots.PALETTE[1],
-                ),
-                "Papers naming each teacher in the survey's summary table (case-insensitive).",
-                ["Teacher", "Papers"],
-                [[name, n] for _, name, n in teachers],
-            )
-        )
-        for title, file, ids, attr, color in (
-            ("Distillation objectives", "objectives.svg", OBJECTIVE_NODES, "objectives", 2),
-            (
-                "Knowledge elicitation methods",
-                "elicitation.svg",
-                ELICITATION_NODES,
-                "elicitation",
-                3,
-            ),
-        ):
-            counter = Counter(v for p in papers for v in getattr(p, attr))
-            items = [(kb.nodes[i].name if i in kb.nodes else i, counter[i]) for i in ids]
-            figures.append(
-                _figure(
-                    title,
-                    file,
-                    plots.bar_chart(title, items, color=plots.PALETTE[color]),
-                    "Papers whose summary-table facts list each value.",
-                    ["Value", "Papers"],
-                    [list(item) for item in items],
-                )
-            )
-        with_code = Counter(bucket(p.year) for p in papers if p.has_code)
-        without_code = Counter(bucket(p.year) for p in papers if not p.has_code)
-        code_series = [
-            ("With code", [with_code[y] for y in years]),
-            ("Without code", [without_code[y] for y in years]),
-        ]
-        figures.append(
-            _figure(
-                "Code availability",
-                "code-availability.svg",
-                plots.stacked_columns("Code availability per year", years, code_series),
-                f"{sum(1 for p in papers if p.has_code)} of {len(papers)} papers link to code.",
-                ["Year", "With code", "Without code"],
-                [[y, code_series[0][1][i], code_series[1][1][i]] for i, y in enumerate(years)],
-            )
-        )
-        return figures
 
     def downloads(self) -> None:
         papers = list(self.kb.papers.values())
@@ -426,90 +339,8 @@ class _Renderer:
         )
 
 
-def _year_buckets(years: list[int], recent: int = 7) -> tuple[list[str], Callable[[int], str]]:
-    """Column labels for per-year charts: the last ``recent`` years, older ones in one column."""
-    if not years:
-        return [], str
-    last, first = max(years), min(years)
-    cut = last - recent + 1
-    if first >= cut - 1:
-        return [str(y) for y in range(first, last + 1)], str
-    older = f"\u2264{cut - 1}"
-    return [older, *(str(y) for y in range(cut, last + 1))], (
-        lambda y: older if y < cut else str(y)
-    )
-
-
 def _most_common(counter: Counter[str]) -> str:
     return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-
-
-def _figure(
-    heading: str, file: str, svg: str, caption: str, columns: list[str], rows: list[list[Any]]
-) -> dict[str, Any]:
-    width = re.search(r'width="(\d+)"', svg)
-    return {
-        "heading": heading,
-        "file": file,
-        "svg": svg,
-        "alt": heading,
-        "caption": caption,
-        "width": int(width.group(1)) if width else 600,
-        "columns": columns,
-        "rows": rows,
-    }
-
-
-def read_benchmark(path: Path | None) -> dict[str, Any]:
-    """Rows of the fused-loss benchmark JSON, read defensively (any shape problem -> a message).
-
-    Accepts a list of objects or an object with a ``rows``/``results`` list; nested objects are
-    flattened one level (``config.batch``); floats are shown with four significant digits.
-    """
-    empty: dict[str, Any] = {"rows": [], "columns": [], "path": str(path) if path else ""}
-    if path is None or not path.is_file():
-        return {
-            **empty,
-            "message": "No fused-loss benchmark results yet (run the benchmark to "
-            "write build/benchmarks/fused_loss.json, then rebuild the site).",
-        }
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return {**empty, "message": f"The benchmark file could not be read: {exc}"}
-    if isinstance(data, dict):
-        data = next((data[k] for k in ("rows", "results") if isinstance(data.get(k), list)), None)
-    if not isinstance(data, list):
-        return {**empty, "message": "The benchmark file holds no list of result rows."}
-    rows: list[dict[str, str]] = []
-    columns: dict[str, None] = {}
-    for item in data[:MAX_BENCHMARK_ROWS]:
-        if not isinstance(item, dict):
-            continue
-        row: dict[str, str] = {}
-        for key, value in item.items():
-            if isinstance(value, dict):
-                for sub, sub_value in value.items():
-                    row[f"{key}.{sub}"] = _cell(sub_value)
-            else:
-                row[str(key)] = _cell(value)
-        columns.update(dict.fromkeys(row))
-        rows.append(row)
-    if not rows:
-        return {**empty, "message": "The benchmark file holds no result rows."}
-    return {"rows": rows, "columns": list(columns), "path": str(path), "message": ""}
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, bool) or value is None:
-        return "" if value is None else str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_cell(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
 
 
 def render_docs(
@@ -528,7 +359,7 @@ def render_docs(
     renderer.home()
     renderer.taxonomy()
     renderer.papers()
-    new_since_survey.render_page(
+    render_new_since_survey(
         kb, renderer.write, renderer.write_file, front_matter("New since the survey")
     )
     renderer.methods()
@@ -541,7 +372,7 @@ def render_docs(
         {"Home": "index.md"},
         {"Taxonomy": "taxonomy.md"},
         {"Papers": "papers.md"},
-        {"New since the survey": new_since_survey.PAGE},
+        {"New since the survey": NEW_SINCE_SURVEY_PAGE},
         {"Methods": "methods.md"},
         {"Statistics": "statistics.md"},
         {"Downloads": "downloads.md"},

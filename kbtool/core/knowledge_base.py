@@ -1,0 +1,337 @@
+"""The in-memory knowledge base and its public query API (``kbtool.load()``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kbtool.core import provenance
+from kbtool.core.errors import KnowledgeBaseError
+from kbtool.core.loader import Records, load_records
+from kbtool.core.model import Method, Paper, TaxonomyNode, TeacherAccess
+from kbtool.core.taxonomy import bundled_vocabulary
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from kbtool.retrieval.placement import LeafSuggestion
+    from kbtool.retrieval.semantic import SearchHit
+
+
+def normalize_text(text: str) -> str:
+    """Case-folded text with runs of whitespace collapsed: the key of substring filters."""
+    return " ".join(text.casefold().split())
+
+
+class KnowledgeBase:
+    """Nodes, methods and papers by id, with indexes for fast queries.
+
+    ``nodes``, ``methods`` and ``papers`` are dicts keyed by id, in taxonomy order, file order
+    and newest-first order respectively.
+    """
+
+    def __init__(self, records: Records) -> None:
+        self.root: Path = records.root
+        self.nodes: dict[str, TaxonomyNode] = {n.id: n for n in _tree_order(records.nodes)}
+        self.methods: dict[str, Method] = {m.id: m for m in records.methods}
+        ordered = sorted(records.papers, key=lambda p: (-p.year, -(p.month or 0), p.id))
+        self.papers: dict[str, Paper] = {p.id: p for p in ordered}
+        self._by_arxiv = {p.arxiv_id: p for p in ordered if p.arxiv_id}
+        self._children: dict[str | None, list[str]] = {}
+        for node in self.nodes.values():
+            self._children.setdefault(node.parent, []).append(node.id)
+        self._papers_at: dict[str, list[str]] = {}
+        for paper in ordered:
+            for node_id in paper.nodes:
+                self._papers_at.setdefault(node_id, []).append(paper.id)
+
+    # --- lookups -------------------------------------------------------------------------
+    def get(self, key: str) -> Paper | Method | TaxonomyNode:
+        """A paper, method or node by id, or a paper by arXiv id (with or without version)."""
+        if key in self.papers:
+            return self.papers[key]
+        if key in self.methods:
+            return self.methods[key]
+        if key in self.nodes:
+            return self.nodes[key]
+        bare = key.removeprefix("arXiv:").removeprefix("arxiv:").split("v")[0]
+        if bare in self._by_arxiv:
+            return self._by_arxiv[bare]
+        raise KeyError(f"no paper, method or node with id or arXiv id {key!r}")
+
+    def children(self, node_id: str | None) -> list[TaxonomyNode]:
+        """Direct children of a node (``None``: the pillars), in taxonomy order."""
+        return [self.nodes[c] for c in self._children.get(node_id, [])]
+
+    def descendants(self, node_id: str) -> list[str]:
+        """The node and every node below it, in taxonomy order."""
+        self._require_node(node_id)
+        out = [node_id]
+        for child in self._children.get(node_id, []):
+            out.extend(self.descendants(child))
+        return out
+
+    def ancestors(self, node_id: str) -> list[TaxonomyNode]:
+        """The path from the pillar down to (and including) ``node_id``."""
+        self._require_node(node_id)
+        path: list[TaxonomyNode] = []
+        current: str | None = node_id
+        while current is not None:
+            node = self.nodes[current]
+            path.append(node)
+            current = node.parent
+        return path[::-1]
+
+    def pillar_of(self, node_id: str) -> str:
+        """The top-level node above ``node_id``."""
+        return self.ancestors(node_id)[0].id
+
+    def papers_under(self, node_id: str) -> list[Paper]:
+        """Papers placed in the node or any of its descendants, newest first, each once."""
+        ids: set[str] = set()
+        for nid in self.descendants(node_id):
+            ids.update(self._papers_at.get(nid, []))
+        rank = self._index.rank
+        return [self.papers[pid] for pid in sorted(ids, key=rank.__getitem__)]
+
+    def methods_under(self, node_id: str) -> list[Method]:
+        """Methods attached to the node or any of its descendants."""
+        under = set(self.descendants(node_id))
+        return [m for m in self.methods.values() if under.intersection(m.nodes)]
+
+    def papers_using(self, method_id: str) -> list[Paper]:
+        """Papers that list the method (introducing papers included)."""
+        return [p for p in self.papers.values() if method_id in p.methods]
+
+    # --- queries -------------------------------------------------------------------------
+    def query(
+        self,
+        *,
+        node: str | None = None,
+        method: str | None = None,
+        year_min: int | None = None,
+        year_max: int | None = None,
+        venue: str | None = None,
+        has_code: bool | None = None,
+        teacher: str | None = None,
+        student: str | None = None,
+        objective: str | None = None,
+        elicitation: str | None = None,
+        teacher_access: str | None = None,
+        text: str | None = None,
+        cited_by_survey: bool | None = None,
+        since: str | None = None,
+        basis: str | None = None,
+        origin: str | None = None,
+    ) -> list[Paper]:
+        """Papers matching every given filter (all filters are optional), newest first.
+
+        ``node`` includes descendants; ``objective`` and ``elicitation`` match the survey-table
+        facts or the placement; ``venue``, ``teacher`` and ``student`` match case-insensitive
+        substrings; ``teacher_access`` keeps papers using at least one method with that access;
+        ``text`` searches titles and authors; ``since`` ('2024-03') keeps papers whose first
+        (arXiv) version is from that month on; ``basis`` keeps papers with at least one
+        placement of that basis; ``origin`` keeps papers on at least one node of that origin.
+        """
+        ix = self._index
+        ids: set[str] | None = None
+        if objective is not None and objective not in bundled_vocabulary().objectives:
+            allowed = ", ".join(bundled_vocabulary().objectives)  # what the model accepts
+            raise KeyError(f"unknown objective {objective!r}; one of {allowed}")
+        if elicitation is not None and elicitation not in bundled_vocabulary().elicitation:
+            allowed = ", ".join(bundled_vocabulary().elicitation)
+            raise KeyError(f"unknown elicitation {elicitation!r}; one of {allowed}")
+
+        def narrow(candidates: set[str]) -> None:
+            nonlocal ids
+            ids = set(candidates) if ids is None else ids & candidates
+
+        if node is not None:
+            narrow({p.id for p in self.papers_under(node)})
+        if method is not None:
+            self._require(method, self.methods, "method")
+            narrow(ix.by_method.get(method, set()))
+        if has_code is not None:
+            narrow(ix.with_code if has_code else ix.all_ids - ix.with_code)
+        if cited_by_survey is not None:
+            narrow(ix.cited if cited_by_survey else ix.all_ids - ix.cited)
+        if objective is not None:
+            narrow(ix.by_fact.get(objective, set()) | set(self._papers_at.get(objective, [])))
+        if elicitation is not None:
+            narrow(ix.by_fact.get(elicitation, set()) | set(self._papers_at.get(elicitation, [])))
+        if teacher_access is not None:
+            using: set[str] = set()
+            for m in self.methods_where(teacher_access=teacher_access):
+                using |= ix.by_method.get(m.id, set())
+            narrow(using)
+        if basis is not None:
+            wanted = provenance.check_basis(basis)
+            narrow({pid for pid, p in self.papers.items() if wanted in provenance.bases_of(p)})
+        if origin is not None:
+            kind = provenance.check_origin(origin)
+            at = {n for n, node in self.nodes.items() if provenance.node_origin(node) == kind}
+            narrow({pid for pid, p in self.papers.items() if at.intersection(p.nodes)})
+        if since is not None:
+            start = provenance.parse_month(since)
+            narrow({pid for pid, p in self.papers.items() if provenance.dated_since(p, start)})
+        pool = ix.all_ids if ids is None else ids
+        for needle, table in (
+            (venue, ix.venue),
+            (teacher, ix.teachers),
+            (student, ix.students),
+            (text, ix.text),
+        ):
+            if needle:
+                key = normalize_text(needle)
+                pool = {pid for pid in pool if key in table[pid]}
+        if year_min is not None or year_max is not None:
+            lo = year_min if year_min is not None else -1
+            hi = year_max if year_max is not None else 10_000
+            pool = {pid for pid in pool if lo <= self.papers[pid].year <= hi}
+        return [self.papers[pid] for pid in sorted(pool, key=ix.rank.__getitem__)]
+
+    def methods_where(
+        self,
+        *,
+        teacher_access: str | None = None,
+        same_tokenizer_required: bool | None = None,
+        on_policy: bool | None = None,
+        node: str | None = None,
+        has_loss: bool | None = None,
+    ) -> list[Method]:
+        """Methods matching every given property, in file order."""
+        if teacher_access is not None and teacher_access not in {a.value for a in TeacherAccess}:
+            raise KeyError(f"unknown teacher access {teacher_access!r}; black-box or white-box")
+        under = set(self.descendants(node)) if node is not None else None
+        out = []
+        for m in self.methods.values():
+            if teacher_access is not None and m.teacher_access.value != teacher_access:
+                continue
+            if (
+                same_tokenizer_required is not None
+                and m.same_tokenizer_required != same_tokenizer_required
+            ):
+                continue
+            if on_policy is not None and m.on_policy != on_policy:
+                continue
+            if under is not None and not under.intersection(m.nodes):
+                continue
+            if has_loss is not None and (m.loss is not None) != has_loss:
+                continue
+            out.append(m)
+        return out
+
+    @cached_property
+    def _index(self) -> _QueryIndex:
+        return _QueryIndex(self.papers)
+
+    # --- similarity search (embeddings with kbtool[semantic], else BM25) -----------------------
+    def search(self, text: str, k: int = 10) -> list[SearchHit]:
+        """Papers and methods most similar to ``text`` (embeddings if installed, else BM25)."""
+        # The façade calls down into retrieval lazily: core never imports it at module level,
+        # and the embedding backend may load torch.
+        from kbtool.retrieval.semantic import search
+
+        return search(self, text, k)
+
+    def suggest(self, title: str, abstract: str | None = None, k: int = 3) -> list[LeafSuggestion]:
+        """The ``k`` most likely taxonomy leaves for a new paper, with evidence papers."""
+        from kbtool.retrieval.placement import suggest  # lazy, as in ``search``
+
+        return suggest(self, title, abstract, k)
+
+    # --- derived views -------------------------------------------------------------------
+    @cached_property
+    def graph(self) -> nx.MultiDiGraph:
+        """A networkx MultiDiGraph of nodes, papers and methods with typed edges."""
+        from kbtool.core.graph import build_graph  # deferred: networkx is slow to import
+
+        return build_graph(self)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for summaries: papers per pillar, year and node, code availability."""
+        per_pillar: Counter[str] = Counter()
+        for paper in self.papers.values():
+            for pillar in sorted({self.pillar_of(n) for n in paper.nodes}):
+                per_pillar[pillar] += 1
+        return {
+            "papers": len(self.papers),
+            "nodes": len(self.nodes),
+            "methods": len(self.methods),
+            "placed_papers": sum(1 for p in self.papers.values() if p.nodes),
+            "cited_only_papers": sum(1 for p in self.papers.values() if not p.nodes),
+            "with_code": sum(1 for p in self.papers.values() if p.has_code),
+            "with_arxiv": sum(1 for p in self.papers.values() if p.arxiv_id),
+            "with_summary_facts": sum(1 for p in self.papers.values() if p.source.summary_table),
+            "per_pillar": dict(sorted(per_pillar.items())),
+            "per_year": dict(sorted(Counter(p.year for p in self.papers.values()).items())),
+            "per_node": {nid: len(self._papers_at.get(nid, [])) for nid in self.nodes},
+        }
+
+    # --- helpers -------------------------------------------------------------------------
+    def _require_node(self, node_id: str) -> None:
+        self._require(node_id, self.nodes, "taxonomy node")
+
+    @staticmethod
+    def _require(key: str, table: dict[str, Any], kind: str) -> None:
+        if key not in table:
+            raise KeyError(f"unknown {kind} {key!r}")
+
+
+class _QueryIndex:
+    """Precomputed sets and normalised strings that make ``query`` fast at 10k papers."""
+
+    def __init__(self, papers: dict[str, Paper]) -> None:
+        self.rank = {pid: i for i, pid in enumerate(papers)}
+        self.all_ids = set(papers)
+        self.with_code = {pid for pid, p in papers.items() if p.code}
+        self.cited = {pid for pid, p in papers.items() if p.cited_by_survey}
+        self.by_method: dict[str, set[str]] = {}
+        self.by_fact: dict[str, set[str]] = {}
+        for pid, p in papers.items():
+            for m in p.methods:
+                self.by_method.setdefault(m, set()).add(pid)
+            for f in (*p.objectives, *p.elicitation):
+                self.by_fact.setdefault(f, set()).add(pid)
+        self.venue = {pid: normalize_text(p.venue) for pid, p in papers.items()}
+        self.teachers = {
+            pid: "\n".join(normalize_text(t) for t in p.teachers) for pid, p in papers.items()
+        }
+        self.students = {
+            pid: "\n".join(normalize_text(t) for t in p.students) for pid, p in papers.items()
+        }
+        self.text = {
+            pid: normalize_text(p.title + " " + " ".join(p.authors)) for pid, p in papers.items()
+        }
+
+
+def _tree_order(nodes: list[TaxonomyNode]) -> list[TaxonomyNode]:
+    """Depth-first order by each node's ``order`` among its siblings."""
+    by_parent: dict[str | None, list[TaxonomyNode]] = {}
+    known = {n.id for n in nodes}
+    for node in nodes:
+        parent = node.parent if node.parent in known else None
+        by_parent.setdefault(parent, []).append(node)
+    out: list[TaxonomyNode] = []
+
+    def visit(parent: str | None) -> None:
+        for node in sorted(by_parent.get(parent, []), key=lambda n: (n.order, n.id)):
+            if node.id not in {o.id for o in out}:
+                out.append(node)
+                visit(node.id)
+
+    visit(None)
+    return out
+
+
+def load(root: Path | str | None = None) -> KnowledgeBase:
+    """Load and validate a knowledge base (the bundled one by default).
+
+    Raises ``KnowledgeBaseError`` listing every problem when the data is invalid.
+    """
+    records = load_records(root)
+    if records.problems:
+        raise KnowledgeBaseError(records.problems)
+    return KnowledgeBase(records)

@@ -1,0 +1,27 @@
+"""JSON export: papers in the shape of their YAML files, or the whole knowledge base."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from kbtool.core.model import Paper
+from kbtool.ingest.paper_io import paper_to_data
+
+if TYPE_CHECKING:
+    from kbtool.core.knowledge_base import KnowledgeBase
+
+
+def papers_to_json(papers: list[Paper]) -> str:
+    """Papers as a JSON list in the same shape as their YAML files."""
+    return json.dumps([paper_to_data(p) for p in papers], indent=2, ensure_ascii=False) + "\n"
+
+
+def to_json(kb: KnowledgeBase) -> str:
+    """The whole knowledge base (nodes, methods, papers) as one JSON document."""
+    doc = {
+        "nodes": [n.model_dump(mode="json") for n in kb.nodes.values()],
+        "methods": [m.model_dump(mode="json") for m in kb.methods.values()],
+        "papers": [paper_to_data(p) for p in kb.papers.values()],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

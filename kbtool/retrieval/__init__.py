@@ -1,0 +1,1 @@
+"""Finding things: BM25 (lexical), MiniLM embeddings (semantic) and taxonomy placement."""
