@@ -48,8 +48,11 @@ _STOPWORDS = {
 
 
 def _title_words(title: str) -> list[str]:
-    words = [normalize_title(w) for w in re.split(r"[\s:\-/]+", title)]
-    return [w for w in words if w and w not in _STOPWORDS]
+    """Keywords of a title for ids: LaTeX commands and one-letter words are not keywords
+    ('$\\boldsymbol{f}$-OPD: ...' -> ['opd', ...])."""
+    plain = re.sub(r"\\[A-Za-z]+", " ", title)
+    words = [normalize_title(w) for w in re.split(r"[\s:\-/]+", plain)]
+    return [w for w in words if len(w) > 1 and w not in _STOPWORDS]
 
 
 def make_paper_id(authors: list[str], year: int, title: str, taken: set[str]) -> str:
