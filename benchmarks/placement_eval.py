@@ -29,8 +29,8 @@ a suggested leaf the paper is placed on (a placement on an inner node counts eve
 it). Subtree level: leaf scores summed per *subtree*, the child of a pillar that contains the
 leaf (``knowledge-elicitation``, ``distillation-algorithms``, ``alignment``, ``agent``,
 ``multi-modality``, ``law``, ...); a hit is a suggested subtree holding a placed leaf. The
-leave-one-out rows report both levels too. ``vote only`` rows switch the centroid, leaf-text
-and heading signals off: the suggester as it was before issue 14.
+leave-one-out rows report both levels too. ``vote only`` rows switch every signal but the k-NN
+vote off: the suggester as it was before issue 14.
 
 Usage::
 
@@ -226,15 +226,18 @@ def temporal_rankings(
 
 @contextmanager
 def vote_only() -> Iterator[None]:
-    """The suggester as before issue 14: centroid, leaf-text and heading weights set to 0."""
+    """The suggester as before issue 14: every weight but the k-NN vote's set to 0."""
     from kbtool import placement_features as features
 
-    saved = (features.WEIGHT_CENTROID, features.WEIGHT_TEXT, features.WEIGHT_SECTIONS)
-    features.WEIGHT_CENTROID = features.WEIGHT_TEXT = features.WEIGHT_SECTIONS = 0.0
+    names = ("WEIGHT_CENTROID", "WEIGHT_TEXT", "WEIGHT_WORDS", "WEIGHT_SECTIONS")
+    saved = {name: getattr(features, name) for name in names}
+    for name in names:
+        setattr(features, name, 0.0)
     try:
         yield
     finally:
-        features.WEIGHT_CENTROID, features.WEIGHT_TEXT, features.WEIGHT_SECTIONS = saved
+        for name, value in saved.items():
+            setattr(features, name, value)
 
 
 def level_rows(

@@ -15,9 +15,10 @@ embedding vote and the BM25 vote with equal weights; without the extra, ``auto``
 alone. Ties, including the all-zero case of a query sharing no word with any placed title, are
 broken by how much placed weight each leaf holds, then by taxonomy order.
 
-With embeddings, the vote is then mixed with two signals that need no near neighbour (a leaf
-centroid classifier and the leaves' own texts) and, when the list headings filing the paper
-are given, with a match of those headings against the leaves: see
+The vote is then mixed with signals that need no near neighbour: a BM25 match of the title
+against the leaves' own texts; with embeddings, also a leaf-centroid classifier and the
+embedding similarity to the leaf texts; when the curated-list headings filing the paper are
+given, a BM25 match of those headings against the leaf texts. See ``mixture`` and
 ``kbtool.placement_features`` for the formulas and weights. The vote keeps its evidence;
 the other signals add score without evidence papers.
 
@@ -238,21 +239,30 @@ def _suggestions(
 
 
 def mixture(
-    knn: Votes, model: Mapping[str, float] | None, section: Mapping[str, float]
+    knn: Votes,
+    model: Mapping[str, float] | None,
+    words: Mapping[str, float],
+    section: Mapping[str, float],
 ) -> tuple[Votes, dict[str, float]]:
-    """The final score as (scaled k-NN vote, extra leaf scores): the vote alone (weight 1)
-    without embeddings, else the vote with weight 1 - WEIGHT_CENTROID - WEIGHT_TEXT plus the
-    ``model`` scores; when headings are known, all that times 1 - WEIGHT_SECTIONS plus
-    WEIGHT_SECTIONS times ``section`` (see ``kbtool.placement_features``)."""
-    from kbtool.placement_features import WEIGHT_CENTROID, WEIGHT_SECTIONS, WEIGHT_TEXT
+    """The final score as (scaled k-NN vote, extra leaf scores without evidence papers).
 
-    weight = 1.0 if model is None else 1.0 - WEIGHT_CENTROID - WEIGHT_TEXT
-    extra = dict(model or {})
+    Without embeddings (``model`` None): ``(1 - W_words) vote + W_words words``. With them,
+    ``model`` (``W_centroid centroid + W_text text``, already weighted) is added and the vote
+    gets what is left. When list headings are known, all that is scaled by 1 - W_sections and
+    ``W_sections section`` is added (formulas in ``kbtool.placement_features``)."""
+    from kbtool import placement_features as f
+
+    weight = 1.0 - f.WEIGHT_WORDS
+    extra = {leaf: f.WEIGHT_WORDS * v for leaf, v in words.items()}
+    if model is not None:
+        weight -= f.WEIGHT_CENTROID + f.WEIGHT_TEXT
+        for leaf, v in model.items():
+            extra[leaf] = extra.get(leaf, 0.0) + v
     if section:
-        weight *= 1.0 - WEIGHT_SECTIONS
-        extra = {leaf: v * (1.0 - WEIGHT_SECTIONS) for leaf, v in extra.items()}
+        weight *= 1.0 - f.WEIGHT_SECTIONS
+        extra = {leaf: v * (1.0 - f.WEIGHT_SECTIONS) for leaf, v in extra.items()}
         for leaf, v in section.items():
-            extra[leaf] = extra.get(leaf, 0.0) + WEIGHT_SECTIONS * v
+            extra[leaf] = extra.get(leaf, 0.0) + f.WEIGHT_SECTIONS * v
     return scale_votes(knn, weight), extra
 
 
@@ -269,7 +279,7 @@ def suggest_many(
 ) -> list[list[LeafSuggestion]]:
     """``suggest`` for many (title, abstract) pairs, embedding them in one batch;
     ``sections[i]`` are the list sections of query ``i`` (optional)."""
-    from kbtool.placement_features import model_scores, section_scores
+    from kbtool.placement_features import model_scores, section_scores, word_scores
 
     if k < 1 or neighbours < 1:
         raise ValueError("k and neighbours must be at least 1")
@@ -284,18 +294,15 @@ def suggest_many(
     ]
     order = leaves(kb)
     prior = leaf_prior(targets, exclude)
-    enc = None
     model: Sequence[Mapping[str, float] | None] = [None] * len(texts)
     if "embedding" in sims and texts:
-        from kbtool.semantic import get_encoder
-
-        enc = encoder if encoder is not None else get_encoder()
-        model = model_scores(kb, texts, order, targets, exclude, enc)
+        model = model_scores(kb, texts, order, targets, exclude, encoder)
+    words = word_scores(kb, texts, order)
     out = []
     for i in range(len(texts)):
         knn = average_votes([votes(near[i], targets) for near in per_similarity])
-        section = section_scores(kb, sections[i], order, enc) if sections else {}
-        vote, extra = mixture(knn, model[i], section)
+        section = section_scores(kb, sections[i], order) if sections else {}
+        vote, extra = mixture(knn, model[i], words[i], section)
         out.append(_suggestions(kb, vote, order, prior, k, extra))
     return out
 
@@ -359,15 +366,17 @@ def leave_one_out(
             }
         else:
             near["embedding"] = _loo_embedding(kb, placed, neighbours, encoder)
+    from kbtool.placement_features import leave_one_out_scores, word_scores
+
     model: Mapping[str, Mapping[str, float]] = {}
     if "embedding" in near:
-        from kbtool.placement_features import leave_one_out_scores
-
         model = leave_one_out_scores(kb, order, targets, encoder)
+    titles = [kb.papers[p].title for p in placed]
+    words = dict(zip(placed, word_scores(kb, titles, order), strict=True))
     out = {}
     for pid in placed:
         knn = average_votes([votes(found[pid], targets) for found in near.values()])
-        vote, extra = mixture(knn, model.get(pid), {})
+        vote, extra = mixture(knn, model.get(pid), words[pid], {})
         out[pid] = rank_votes(vote, order, leaf_prior(targets, {pid}), extra)
     return out
 

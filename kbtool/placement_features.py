@@ -2,19 +2,20 @@
 
 The k-NN vote (:mod:`kbtool.placement`) only knows leaves that similar placed papers hold, so a
 new topic with few placed examples (on-policy self-distillation in 2026) is out of its reach.
-Two signals read the taxonomy itself and the placed papers as a whole, and a third reads the
-list headings a paper is filed under when they are known. With ``e(q)`` the unit embedding of
-the query, ``c_L`` the normalised mean embedding of the papers placed on leaf ``L`` (weighted
-by their leaf weights) and ``t_L`` the embedding of the leaf's text (its name, its ancestors'
-names and its description)::
+These signals read the taxonomy's own words and the placed papers as a whole. With ``e(q)``
+the unit embedding of the query, ``c_L`` the normalised sum of the embeddings of the papers
+placed on leaf ``L`` (weighted by their leaf weights), ``t_L`` the embedding of the leaf's
+text (its name, its ancestors' names and its description) and ``bm25(q, L)`` the BM25 score of
+the query against that text::
 
-    centroid(L) = softmax_L( e(q) . c_L / tau )        (leaves with no placed paper get 0)
-    text(L)     = softmax_L( e(q) . t_L / tau )        (every leaf, placed papers or not)
-    section(L)  = mean over headings h of softmax_L( e(h) . t_L / tau )
+    centroid(L) = softmax_L( e(q) . c_L / tau )      (tau = 0.05; 0 for a leaf nobody holds)
+    text(L)     = softmax_L( e(q) . t_L / tau )
+    words(L)    = bm25(q, L) / sum_L' bm25(q, L')     (all 0 if q shares no word with a leaf)
+    section(L)  = mean over the paper's list headings h of words_h(L)   (when given)
 
-with ``tau = 0.05``. Each is a distribution over leaves, so mixing them with the vote (whose
-scores also sum to at most 1) keeps every score in [0, 1]. Without the semantic extra only the
-heading signal exists, as a BM25 match of each heading against the leaf texts.
+Each is a distribution over leaves (or zero), like the vote, so the mixture made in
+``kbtool.placement.mixture`` keeps every score in [0, 1]. ``centroid`` and ``text`` need the
+semantic extra; ``words`` and ``section`` are pure Python.
 
 Dates and subtrees serve the temporal evaluation: a paper's month comes from its arXiv id, else
 from its year and month; a leaf's *subtree* is the child of its pillar that contains it (the
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 TEMPERATURE = 0.05
 # Weights of the mixture, chosen on the leave-one-out evaluation of the survey's papers and a
 # temporal split of the post-survey papers (benchmarks/placement_eval.py).
-WEIGHT_CENTROID = 0.2
-WEIGHT_TEXT = 0.3
+WEIGHT_CENTROID = 0.15
+WEIGHT_TEXT = 0.25
+WEIGHT_WORDS = 0.2
 WEIGHT_SECTIONS = 0.3
 HEADING_SEPARATOR = " > "
 
@@ -148,37 +150,36 @@ def centroid_scores(
     return _softmax_rows(cos)
 
 
-def section_scores(
-    kb: KnowledgeBase,
-    sections: Sequence[str],
-    order: Sequence[str],
-    encoder: Encoder | None,
-) -> dict[str, float]:
-    """``section(L)`` for one paper's list sections ({} when there are none).
-
-    With an encoder: the mean over headings of a softmax of their cosine with the leaf texts.
-    Without one: each heading's BM25 scores against the leaf texts, normalised to sum to 1
-    (a heading sharing no word with any leaf adds nothing), then averaged over headings.
-    """
-    found = headings(sections)
-    if not found:
-        return {}
-    if encoder is not None:
-        probs = _softmax_rows(encoder.encode(found) @ leaf_text_embeddings(kb, order, encoder).T)
-        mean = probs.mean(dim=0).tolist()
-        return {leaf: float(p) for leaf, p in zip(order, mean, strict=True)}
+def word_scores(
+    kb: KnowledgeBase, texts: Sequence[str], order: Sequence[str]
+) -> list[dict[str, float]]:
+    """``words(L)`` for each text: its BM25 scores against the leaf texts, normalised to sum
+    to 1 ({} for a text sharing no word with any leaf)."""
     from kbtool.lexical import BM25
 
     index = BM25([leaf_text(kb, leaf) for leaf in order])
-    out: dict[str, float] = {}
-    for heading in found:
-        scores = index.scores(heading)
+    out = []
+    for text in texts:
+        scores = index.scores(text)
         total = sum(scores)
-        if total <= 0.0:
-            continue
-        for leaf, s in zip(order, scores, strict=True):
-            if s > 0.0:
-                out[leaf] = out.get(leaf, 0.0) + s / total / len(found)
+        out.append(
+            {leaf: s / total for leaf, s in zip(order, scores, strict=True) if s > 0.0}
+            if total > 0.0
+            else {}
+        )
+    return out
+
+
+def section_scores(
+    kb: KnowledgeBase, sections: Sequence[str], order: Sequence[str]
+) -> dict[str, float]:
+    """``section(L)`` for one paper's list sections: the mean over its headings of
+    ``words(L)`` ({} when there are no headings; a heading matching no leaf adds nothing)."""
+    found = headings(sections)
+    out: dict[str, float] = {}
+    for scores in word_scores(kb, found, order):
+        for leaf, s in scores.items():
+            out[leaf] = out.get(leaf, 0.0) + s / len(found)
     return out
 
 
