@@ -433,7 +433,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     report["levels"] = rows
     print(levels_markdown(rows))
-    if sections is None:
+    if not any(r["evaluation"].startswith("temporal") for r in rows):
+        print(f"- no placed paper dated {args.test_from}..{args.test_to}: temporal split skipped")
+    elif sections is None:
         print("- no list sections file: the temporal split is reported by title only")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
