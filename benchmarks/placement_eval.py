@@ -29,8 +29,9 @@ a suggested leaf the paper is placed on (a placement on an inner node counts eve
 it). Subtree level: leaf scores summed per *subtree*, the child of a pillar that contains the
 leaf (``knowledge-elicitation``, ``distillation-algorithms``, ``alignment``, ``agent``,
 ``multi-modality``, ``law``, ...); a hit is a suggested subtree holding a placed leaf. The
-leave-one-out rows report both levels too. ``vote only`` rows switch every signal but the k-NN
-vote off: the suggester as it was before issue 14.
+leave-one-out rows report both levels too, over all placed papers and, once papers of the
+post-survey source are placed, over the others alone (the survey's, comparable over time).
+``vote only`` rows switch every signal but the k-NN vote off: the suggester before issue 14.
 
 Usage::
 
@@ -254,6 +255,8 @@ def level_rows(
 
     subtree = subtree_of(kb)
     targets = leaf_targets(kb)
+    newer = set(sections or {})  # arXiv ids of the post-survey source
+    survey_papers = {pid for pid in targets if kb.papers[pid].arxiv_id not in newer}
     truths = {pid: {leaf for leaf, w in t.items() if w > 0} for pid, t in targets.items()}
     variants = [(m, False) for m in methods] + ([(methods[0], True)] if methods else [])
     rows = []
@@ -265,6 +268,13 @@ def level_rows(
                 {"evaluation": "leave-one-out", "method": name, "input": "title"}
                 | two_levels(loo, truths, subtree)
             )
+            old_loo = {pid: r for pid, r in loo.items() if pid in survey_papers}
+            if 0 < len(old_loo) < len(loo):  # the survey's papers alone, comparable over time
+                rows.append(
+                    {"evaluation": "leave-one-out, survey's papers", "method": name}
+                    | {"input": "title"}
+                    | two_levels(old_loo, truths, subtree)
+                )
             inputs: list[tuple[str, Mapping[str, Sequence[str]] | None]] = [("title", None)]
             if sections is not None and not old:
                 inputs.append(("title + list sections", sections))
