@@ -1,4 +1,5 @@
-"""Evaluation of the placement suggester: leave-one-out over every placed paper.
+"""Evaluation of the placement suggester: leave-one-out over every placed paper, and a temporal
+split (suggest for the newest papers with only older placements).
 
 Each placed paper is held out in turn and ranked against the taxonomy leaves using only the
 other placed papers (embeddings: the paper's own row is masked; BM25 and TF-IDF: the index is
@@ -18,9 +19,24 @@ and two baselines: ``majority`` (leaves by how many other placed papers they hol
 nearest paper first, then those of the next, ...). ``tfidf-knn`` feeds the same TF-IDF
 neighbours to our vote, to separate the representation from the voting rule.
 
+*Temporal split* (issue 14): the placed papers dated ``--test-from`` to ``--test-to`` (by arXiv
+id, else year and month; default 2026-01 to 2026-05) are suggested for with every paper dated
+``--test-from`` or later excluded from the neighbours, centroids and prior, i.e. using only
+the older placements (the survey's and the post-survey papers before 2026-01). Reported by
+title alone, and by title plus the curated-list sections that file the paper (read from the
+source file ``--sections``, the post-survey papers JSONL, by arXiv id). Leaf level: a hit is
+a suggested leaf the paper is placed on (a placement on an inner node counts every leaf under
+it). Subtree level: leaf scores summed per *subtree*, the child of a pillar that contains the
+leaf (``knowledge-elicitation``, ``distillation-algorithms``, ``alignment``, ``agent``,
+``multi-modality``, ``law``, ...); a hit is a suggested subtree holding a placed leaf. The
+leave-one-out rows report both levels too, over all placed papers and, once papers of the
+post-survey source are placed, over the others alone (the survey's, comparable over time).
+``vote only`` rows switch every signal but the k-NN vote off: the suggester before issue 14.
+
 Usage::
 
-    python benchmarks/placement_eval.py [--neighbours 10] [--out FILE.json]
+    python benchmarks/placement_eval.py [--root KB] [--neighbours 10] [--out FILE.json]
+        [--sections ../shared/sources/post-survey-papers.jsonl] [--test-from 2026-01]
 
 Needs scikit-learn for the TF-IDF baselines and the semantic extra for the embedding methods
 (both are skipped with a note when missing). Prints markdown tables; asserts nothing.
@@ -31,14 +47,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kbtool.core.knowledge_base import KnowledgeBase
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "build" / "benchmarks" / "placement_eval.json"
+SOURCE_NAME = "post-survey-papers.jsonl"
 KS = (1, 3)
 Ranking = Sequence[str]
+Scored = Sequence[tuple[str, float]]
 
 
 # --- metrics -------------------------------------------------------------------------------
@@ -134,15 +156,176 @@ def tfidf_neighbours(
     return out
 
 
+# --- two levels and the temporal split ------------------------------------------------------
+def two_levels(
+    rankings: Mapping[str, Scored],
+    truths: Mapping[str, Collection[str]],
+    subtree: Mapping[str, str],
+) -> dict[str, dict[str, float]]:
+    """Scores at the leaf level and at the subtree level (leaf scores summed per subtree)."""
+    from kbtool.retrieval.placement_features import subtree_ranking
+
+    leaf_rows = [([leaf for leaf, _ in r], truths[pid]) for pid, r in rankings.items()]
+    subtree_rows = [
+        ([g for g, _ in subtree_ranking(r, subtree)], {subtree[leaf] for leaf in truths[pid]})
+        for pid, r in rankings.items()
+    ]
+    return {"leaf": _scores(leaf_rows), "subtree": _scores(subtree_rows)}
+
+
+def read_sections(path: Path) -> dict[str, list[str]]:
+    """arXiv id -> list sections (``section`` of every ``list_sections`` entry) of the source."""
+    out: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            out[record["arxiv_id"]] = [s["section"] for s in record.get("list_sections", [])]
+    return out
+
+
+def default_sections() -> Path | None:
+    """The shared source file next to the main checkout or a worktree, if there is one."""
+    for base in (REPO_ROOT.parent, REPO_ROOT.parent.parent):
+        path = base / "shared" / "sources" / SOURCE_NAME
+        if path.is_file():
+            return path
+    return None
+
+
+def temporal_rankings(
+    kb: KnowledgeBase,
+    start: str,
+    end: str,
+    *,
+    method: str,
+    neighbours: int,
+    sections: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, list[tuple[str, float]]]:
+    """Full leaf rankings of the placed papers dated ``start``..``end``, suggested with every
+    paper dated ``start`` or later excluded (only older placements are used)."""
+    from kbtool.retrieval.placement import leaf_targets, leaves, suggest_many
+    from kbtool.retrieval.placement_features import papers_between, papers_from
+
+    targets = leaf_targets(kb)
+    test = [pid for pid in papers_between(kb, start, end) if pid in targets]
+    if not test:
+        return {}
+    per_query = None
+    if sections is not None:
+        per_query = [list(sections.get(kb.papers[pid].arxiv_id or "", [])) for pid in test]
+    found = suggest_many(
+        kb,
+        [(kb.papers[pid].title, None) for pid in test],
+        k=len(leaves(kb)),
+        neighbours=neighbours,
+        method=method,  # type: ignore[arg-type]
+        exclude=set(papers_from(kb, start)),
+        sections=per_query,
+    )
+    return {pid: [(s.node, s.score) for s in f] for pid, f in zip(test, found, strict=True)}
+
+
+@contextmanager
+def vote_only() -> Iterator[None]:
+    """The suggester as before issue 14: every weight but the k-NN vote's set to 0."""
+    import kbtool.retrieval.placement_features as features
+
+    names = ("WEIGHT_CENTROID", "WEIGHT_TEXT", "WEIGHT_WORDS", "WEIGHT_SECTIONS")
+    saved = {name: getattr(features, name) for name in names}
+    for name in names:
+        setattr(features, name, 0.0)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(features, name, value)
+
+
+def level_rows(
+    kb: KnowledgeBase,
+    methods: Sequence[str],
+    neighbours: int,
+    split: tuple[str, str],
+    sections: Mapping[str, Sequence[str]] | None,
+) -> list[dict[str, Any]]:
+    """Leave-one-out and temporal-split scores at both levels, one row per (evaluation,
+    method, input)."""
+    from kbtool.retrieval.leave_one_out import leave_one_out
+    from kbtool.retrieval.placement import leaf_targets
+    from kbtool.retrieval.placement_features import subtree_of
+
+    subtree = subtree_of(kb)
+    targets = leaf_targets(kb)
+    newer = set(sections or {})  # arXiv ids of the post-survey source
+    survey_papers = {pid for pid in targets if kb.papers[pid].arxiv_id not in newer}
+    truths = {pid: {leaf for leaf, w in t.items() if w > 0} for pid, t in targets.items()}
+    variants = [(m, False) for m in methods] + ([(methods[0], True)] if methods else [])
+    rows = []
+    for method, old in variants:
+        name = f"{method} (vote only)" if old else method
+        with vote_only() if old else _nothing():
+            loo = leave_one_out(kb, neighbours=neighbours, method=method)  # type: ignore[arg-type]
+            rows.append(
+                {"evaluation": "leave-one-out", "method": name, "input": "title"}
+                | two_levels(loo, truths, subtree)
+            )
+            old_loo = {pid: r for pid, r in loo.items() if pid in survey_papers}
+            if 0 < len(old_loo) < len(loo):  # the survey's papers alone, comparable over time
+                rows.append(
+                    {"evaluation": "leave-one-out, survey's papers", "method": name}
+                    | {"input": "title"}
+                    | two_levels(old_loo, truths, subtree)
+                )
+            inputs: list[tuple[str, Mapping[str, Sequence[str]] | None]] = [("title", None)]
+            if sections is not None and not old:
+                inputs.append(("title + list sections", sections))
+            for label, given in inputs:
+                ranked = temporal_rankings(
+                    kb, *split, method=method, neighbours=neighbours, sections=given
+                )
+                if ranked:
+                    rows.append(
+                        {
+                            "evaluation": f"temporal {split[0]}..{split[1]}",
+                            "method": name,
+                            "input": label,
+                        }
+                        | two_levels(ranked, truths, subtree)
+                    )
+    return rows
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def levels_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The placement table of the README: rank 1 and top 3 at both levels, n per row."""
+    lines = [
+        "| evaluation | method | input | n | leaf rank 1 | leaf top 3 | subtree rank 1 "
+        "| subtree top 3 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        leaf, sub = r["leaf"], r["subtree"]
+        lines.append(
+            f"| {r['evaluation']} | {r['method']} | {r['input']} | {int(leaf['n'])} "
+            f"| {leaf['hit@1']:.0%} | {leaf['hit@3']:.0%} | {sub['hit@1']:.0%} "
+            f"| {sub['hit@3']:.0%} |"
+        )
+    return "\n".join(lines)
+
+
 # --- the run -------------------------------------------------------------------------------
-def run(neighbours: int) -> dict[str, Any]:
+def run(neighbours: int, root: Path | None = None) -> dict[str, Any]:
     """Rank every placed paper with every available method; return scores and timings."""
     import kbtool
     from kbtool.retrieval.leave_one_out import leave_one_out
     from kbtool.retrieval.placement import leaf_prior, leaf_targets, leaves, rank_leaves
     from kbtool.retrieval.semantic import embedding_available
 
-    kb = kbtool.load()
+    kb = kbtool.load(root)
     targets = leaf_targets(kb)
     order = leaves(kb)
     pillar_of = {leaf: kb.pillar_of(leaf) for leaf in order}
@@ -234,9 +417,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--neighbours", type=int, default=10, help="k of the k-NN vote")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
+    parser.add_argument("--root", type=Path, default=None, help="knowledge base (default: ours)")
+    parser.add_argument(
+        "--sections", type=Path, default=default_sections(), help=f"the {SOURCE_NAME} source"
+    )
+    parser.add_argument("--test-from", default="2026-01", help="first month of the test split")
+    parser.add_argument("--test-to", default="2026-05", help="last month of the test split")
+    parser.add_argument("--levels-only", action="store_true", help="skip the baseline tables")
     args = parser.parse_args(argv)
-    report = run(args.neighbours)
-    print(markdown(report))
+    import kbtool
+    from kbtool.retrieval.semantic import embedding_available
+
+    report: dict[str, Any] = {}
+    if not args.levels_only:
+        report = run(args.neighbours, args.root)
+        print(markdown(report) + "\n")
+    methods = ["hybrid", "lexical"] if embedding_available() else ["lexical"]
+    sections = read_sections(args.sections) if args.sections is not None else None
+    rows = level_rows(
+        kbtool.load(args.root), methods, args.neighbours, (args.test_from, args.test_to), sections
+    )
+    report["levels"] = rows
+    print(levels_markdown(rows))
+    if not any(r["evaluation"].startswith("temporal") for r in rows):
+        print(f"- no placed paper dated {args.test_from}..{args.test_to}: temporal split skipped")
+    elif sections is None:
+        print("- no list sections file: the temporal split is reported by title only")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")

@@ -111,6 +111,14 @@ def search_cmd(
 def suggest_cmd(
     title: Annotated[str | None, typer.Option(help="Title of the paper to place.")] = None,
     abstract: Annotated[str | None, typer.Option(help="Its abstract (optional).")] = None,
+    section: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--section",
+            help="A curated-list section filing the paper, e.g. 'Papers > Self-Distillation' "
+            "(repeatable; optional).",
+        ),
+    ] = None,
     from_awesome: Annotated[
         Path | None,
         typer.Option(
@@ -129,8 +137,8 @@ def suggest_cmd(
     """Suggest taxonomy leaves for a new paper, with scores and the placed papers behind them."""
     if (title is None) == (from_awesome is None):
         raise ValueError("give either --title (and optionally --abstract) or --from-awesome")
-    if from_awesome is not None and abstract is not None:
-        raise ValueError("--abstract goes with --title, not with --from-awesome")
+    if from_awesome is not None and (abstract is not None or section):
+        raise ValueError("--abstract and --section go with --title, not with --from-awesome")
     kb = load(root)
     _note_fallback(method.value)
     if from_awesome is not None:
@@ -141,7 +149,15 @@ def suggest_cmd(
         return
     assert title is not None
     with progress("ranking taxonomy leaves"):
-        found = suggest(kb, title, abstract, k, neighbours=neighbours, method=method.value)
+        found = suggest(
+            kb,
+            title,
+            abstract,
+            k,
+            neighbours=neighbours,
+            method=method.value,
+            sections=section or (),
+        )
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps([asdict(s) for s in found], indent=2) + "\n")
         return

@@ -14,6 +14,8 @@ from kbtool.core.model import Method, Paper, TaxonomyNode, TeacherAccess
 from kbtool.core.taxonomy import bundled_vocabulary
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import networkx as nx
 
     from kbtool.retrieval.placement import LeafSuggestion
@@ -236,11 +238,18 @@ class KnowledgeBase:
 
         return search(self, text, k)
 
-    def suggest(self, title: str, abstract: str | None = None, k: int = 3) -> list[LeafSuggestion]:
-        """The ``k`` most likely taxonomy leaves for a new paper, with evidence papers."""
+    def suggest(
+        self,
+        title: str,
+        abstract: str | None = None,
+        k: int = 3,
+        sections: Sequence[str] = (),
+    ) -> list[LeafSuggestion]:
+        """The ``k`` most likely taxonomy leaves for a new paper, with evidence papers;
+        ``sections``: curated-list headings filing it, when known."""
         from kbtool.retrieval.placement import suggest  # lazy, as in ``search``
 
-        return suggest(self, title, abstract, k)
+        return suggest(self, title, abstract, k, sections=sections)
 
     # --- derived views -------------------------------------------------------------------
     @cached_property

@@ -6,8 +6,10 @@ Used by ``benchmarks/placement_eval.py`` to compare the similarities of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+import kbtool.retrieval.placement_features as features
 from kbtool.retrieval.placement import (
     DEFAULT_NEIGHBOURS,
     Method,
@@ -16,6 +18,7 @@ from kbtool.retrieval.placement import (
     leaf_prior,
     leaf_targets,
     leaves,
+    mixture,
     nearest_placed,
     rank_votes,
     resolve_method,
@@ -54,14 +57,17 @@ def leave_one_out(
             }
         else:
             near["embedding"] = _loo_embedding(kb, placed, neighbours, encoder)
-    return {
-        pid: rank_votes(
-            average_votes([votes(found[pid], targets) for found in near.values()]),
-            order,
-            leaf_prior(targets, {pid}),
-        )
-        for pid in placed
-    }
+    model: Mapping[str, Mapping[str, float]] = {}
+    if "embedding" in near:
+        model = features.leave_one_out_scores(kb, order, targets, encoder)
+    titles = [kb.papers[p].title for p in placed]
+    words = dict(zip(placed, features.word_scores(kb, titles, order), strict=True))
+    out = {}
+    for pid in placed:
+        knn = average_votes([votes(found[pid], targets) for found in near.values()])
+        vote, extra = mixture(knn, model.get(pid), words[pid], {})
+        out[pid] = rank_votes(vote, order, leaf_prior(targets, {pid}), extra)
+    return out
 
 
 def _loo_embedding(

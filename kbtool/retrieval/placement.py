@@ -15,6 +15,13 @@ embedding vote and the BM25 vote with equal weights; without the extra, ``auto``
 alone. Ties, including the all-zero case of a query sharing no word with any placed title, are
 broken by how much placed weight each leaf holds, then by taxonomy order.
 
+The vote is then mixed with signals that need no near neighbour: a BM25 match of the title
+against the leaves' own texts; with embeddings, also a leaf-centroid classifier and the
+embedding similarity to the leaf texts; when the curated-list headings filing the paper are
+given, a BM25 match of those headings against the leaf texts. See ``mixture`` and
+``kbtool.retrieval.placement_features`` for the formulas and weights. The vote keeps its evidence;
+the other signals add score without evidence papers.
+
 ``w_i(L)`` is 1 for every leaf the paper is placed in. A paper placed on an inner node (none is
 today, but the schema allows it) is spread evenly over the leaves below that node: weight 1/m
 for each of its m leaves, so the vote says "somewhere under here" without favouring one leaf.
@@ -29,6 +36,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+import kbtool.retrieval.placement_features as features
 from kbtool.retrieval.lexical import BM25
 from kbtool.retrieval.semantic import (
     SemanticUnavailableError,
@@ -129,14 +137,24 @@ def average_votes(parts: Sequence[Votes]) -> Votes:
     return out
 
 
+def scale_votes(vote: Votes, factor: float) -> Votes:
+    """Every share multiplied by ``factor`` (the vote's weight in a mixture)."""
+    return {leaf: {pid: s * factor for pid, s in shares.items()} for leaf, shares in vote.items()}
+
+
 def rank_votes(
-    vote: Votes, order: Sequence[str], prior: Mapping[str, float] | None = None
+    vote: Votes,
+    order: Sequence[str],
+    prior: Mapping[str, float] | None = None,
+    extra: Mapping[str, float] | None = None,
 ) -> list[tuple[str, float]]:
-    """Every leaf of ``order`` with its score (sum of shares), best first; ties broken by
-    ``prior`` (larger first), then by position in ``order``."""
+    """Every leaf of ``order`` with its score (sum of shares, plus ``extra`` scores that no
+    paper stands behind), best first; ties broken by ``prior`` (larger first), then by
+    position in ``order``."""
     prior = prior or {}
+    extra = extra or {}
     position = {leaf: i for i, leaf in enumerate(order)}
-    scored = [(leaf, sum(vote.get(leaf, {}).values())) for leaf in order]
+    scored = [(leaf, sum(vote.get(leaf, {}).values()) + extra.get(leaf, 0.0)) for leaf in order]
     scored.sort(key=lambda ls: (-ls[1], -prior.get(ls[0], 0.0), position[ls[0]]))
     return scored
 
@@ -205,10 +223,15 @@ def nearest_placed(
 
 
 def _suggestions(
-    kb: KnowledgeBase, vote: Votes, order: Sequence[str], prior: Mapping[str, float], k: int
+    kb: KnowledgeBase,
+    vote: Votes,
+    order: Sequence[str],
+    prior: Mapping[str, float],
+    k: int,
+    extra: Mapping[str, float] | None = None,
 ) -> list[LeafSuggestion]:
     out = []
-    for leaf, score in rank_votes(vote, order, prior)[:k]:
+    for leaf, score in rank_votes(vote, order, prior, extra)[:k]:
         shares = sorted(vote.get(leaf, {}).items(), key=lambda ps: (-ps[1], ps[0]))
         evidence = tuple(
             Evidence(pid, kb.papers[pid].title, share) for pid, share in shares[:EVIDENCE_PER_LEAF]
@@ -216,6 +239,32 @@ def _suggestions(
         node = kb.nodes[leaf]
         out.append(LeafSuggestion(leaf, node.name, kb.pillar_of(leaf), score, evidence))
     return out
+
+
+def mixture(
+    knn: Votes,
+    model: Mapping[str, float] | None,
+    words: Mapping[str, float],
+    section: Mapping[str, float],
+) -> tuple[Votes, dict[str, float]]:
+    """The final score as (scaled k-NN vote, extra leaf scores without evidence papers).
+
+    Without embeddings (``model`` None): ``(1 - W_words) vote + W_words words``. With them,
+    ``model`` (``W_centroid centroid + W_text text``, already weighted) is added and the vote
+    gets what is left. When list headings are known, all that is scaled by 1 - W_sections and
+    ``W_sections section`` is added (formulas in ``kbtool.retrieval.placement_features``)."""
+    weight = 1.0 - features.WEIGHT_WORDS
+    extra = {leaf: features.WEIGHT_WORDS * v for leaf, v in words.items()}
+    if model is not None:
+        weight -= features.WEIGHT_CENTROID + features.WEIGHT_TEXT
+        for leaf, v in model.items():
+            extra[leaf] = extra.get(leaf, 0.0) + v
+    if section:
+        weight *= 1.0 - features.WEIGHT_SECTIONS
+        extra = {leaf: v * (1.0 - features.WEIGHT_SECTIONS) for leaf, v in extra.items()}
+        for leaf, v in section.items():
+            extra[leaf] = extra.get(leaf, 0.0) + features.WEIGHT_SECTIONS * v
+    return scale_votes(knn, weight), extra
 
 
 def suggest_many(
@@ -227,10 +276,14 @@ def suggest_many(
     method: Method = "auto",
     exclude: Collection[str] = (),
     encoder: Encoder | None = None,
+    sections: Sequence[Sequence[str]] | None = None,
 ) -> list[list[LeafSuggestion]]:
-    """``suggest`` for many (title, abstract) pairs, embedding them in one batch."""
+    """``suggest`` for many (title, abstract) pairs, embedding them in one batch;
+    ``sections[i]`` are the list sections of query ``i`` (optional)."""
     if k < 1 or neighbours < 1:
         raise ValueError("k and neighbours must be at least 1")
+    if sections is not None and len(sections) != len(queries):
+        raise ValueError(f"{len(sections)} section lists for {len(queries)} queries")
     texts = [query_text(title, abstract) for title, abstract in queries]
     sims = resolve_method(method)
     targets = leaf_targets(kb)
@@ -240,10 +293,16 @@ def suggest_many(
     ]
     order = leaves(kb)
     prior = leaf_prior(targets, exclude)
+    model: Sequence[Mapping[str, float] | None] = [None] * len(texts)
+    if "embedding" in sims and texts:
+        model = features.model_scores(kb, texts, order, targets, exclude, encoder)
+    words = features.word_scores(kb, texts, order)
     out = []
     for i in range(len(texts)):
-        vote = average_votes([votes(near[i], targets) for near in per_similarity])
-        out.append(_suggestions(kb, vote, order, prior, k))
+        knn = average_votes([votes(near[i], targets) for near in per_similarity])
+        section = features.section_scores(kb, sections[i], order) if sections else {}
+        vote, extra = mixture(knn, model[i], words[i], section)
+        out.append(_suggestions(kb, vote, order, prior, k, extra))
     return out
 
 
@@ -257,12 +316,15 @@ def suggest(
     method: Method = "auto",
     exclude: Collection[str] = (),
     encoder: Encoder | None = None,
+    sections: Sequence[str] = (),
 ) -> list[LeafSuggestion]:
     """The ``k`` most likely taxonomy leaves for a paper, with scores and evidence papers.
 
     ``method``: ``auto`` (hybrid with the semantic extra, else lexical), ``hybrid``,
-    ``embedding`` or ``lexical``. ``exclude`` removes placed papers from the neighbours (e.g.
-    the paper itself, to see what the suggester would have said without it).
+    ``embedding`` or ``lexical``. ``exclude`` removes placed papers from the neighbours and
+    the leaf centroids (e.g. the paper itself, to see what the suggester would have said
+    without it). ``sections``: headings of curated lists that file the paper ("A > B"), when
+    known; they add a match of each heading against the leaves' own texts.
     """
     return suggest_many(
         kb,
@@ -272,4 +334,5 @@ def suggest(
         method=method,
         exclude=exclude,
         encoder=encoder,
+        sections=[sections],
     )[0]
