@@ -14,8 +14,9 @@ Requires the ``hf`` extra: ``pip install 'kd-atlas[hf]'``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,12 @@ from reference_impls.integrations._batches import (
 try:
     from transformers import PreTrainedModel, Trainer
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    if "partially initialized" in str(exc):  # this file was found as `transformers`
+        raise ImportError(
+            "reference_impls/integrations/ is on sys.path, so its transformers.py shadows the "
+            "transformers library: run scripts of that directory as modules "
+            "(python -m reference_impls.integrations.example), not as files"
+        ) from exc
     raise ImportError(
         "reference_impls.integrations.transformers needs Hugging Face transformers and "
         "accelerate: pip install 'kd-atlas[hf]'"
@@ -121,14 +128,20 @@ class DistillationTrainer(Trainer):
         self._logged: dict[str, list[float]] = {}
 
     def _prepare_teacher(self, teacher: nn.Module | None) -> nn.Module | None:
-        """Freeze the teacher and place it like the student (DeepSpeed/FSDP: through accelerate)."""
+        """Freeze the teacher and place it like the student (sharded under DeepSpeed/FSDP).
+
+        Under DeepSpeed or FSDP the teacher is wrapped with TRL's ``prepare_deepspeed`` /
+        ``prepare_fsdp`` (the ``hf`` extra installs TRL); not run in this project's CI.
+        """
         if teacher is None:
             return None
         teacher.eval()
         teacher.requires_grad_(False)
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
-            prepared: nn.Module = self.accelerator.prepare_model(teacher, evaluation_mode=True)
-            return prepared
+            from trl.models.utils import prepare_deepspeed, prepare_fsdp
+
+            prepare = prepare_deepspeed if self.is_deepspeed_enabled else prepare_fsdp
+            return cast(nn.Module, prepare(teacher, self.accelerator))
         return teacher.to(self.args.device)
 
     def _set_signature_columns_if_needed(self) -> None:
@@ -216,23 +229,23 @@ class DistillationTrainer(Trainer):
         self, model: nn.Module, inputs: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
         """Replace each row's completion by one the student samples after the row's prompt."""
-        student = self.accelerator.unwrap_model(model)
         pad_id = _collator_pad_id(self.data_collator)
         prompts, prompt_mask = split_prompts(
             inputs["input_ids"], inputs["attention_mask"], inputs["labels"], pad_id
         )
-        was_training = student.training
-        student.eval()
-        try:
-            with torch.no_grad():
-                generated = student.generate(
-                    input_ids=prompts,
-                    attention_mask=prompt_mask,
-                    pad_token_id=pad_id,
-                    **self.generation_kwargs,
-                )
-        finally:
-            student.train(was_training)
+        with self._unwrapped_for_generation(model) as student:
+            was_training = student.training
+            student.eval()
+            try:
+                with torch.no_grad():
+                    generated = student.generate(
+                        input_ids=prompts,
+                        attention_mask=prompt_mask,
+                        pad_token_id=pad_id,
+                        **self.generation_kwargs,
+                    )
+            finally:
+                student.train(was_training)
         eos = student.generation_config.eos_token_id
         eos_ids: Sequence[int] = [eos] if isinstance(eos, int) else list(eos or [])
         batch = completion_batch(
@@ -240,6 +253,17 @@ class DistillationTrainer(Trainer):
         )
         extra = {k: v for k, v in inputs.items() if k not in batch and k != "cache_index"}
         return {**extra, **batch}
+
+    @contextlib.contextmanager
+    def _unwrapped_for_generation(self, model: nn.Module) -> Iterator[Any]:
+        """The bare student; under DeepSpeed ZeRO-3/FSDP, TRL gathers its shards (not run here)."""
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            from trl.models.utils import unwrap_model_for_generation
+
+            with unwrap_model_for_generation(model, self.accelerator) as unwrapped:
+                yield unwrapped
+        else:
+            yield self.accelerator.unwrap_model(model)
 
     # -- logging and evaluation ------------------------------------------------------------
 
