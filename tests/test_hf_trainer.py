@@ -321,3 +321,18 @@ def test_student_and_teacher_are_left_as_they_were(tmp_path: Path) -> None:
     assert not any(p.requires_grad for p in teacher.parameters())
     for name, value in teacher.state_dict().items():
         assert torch.equal(value, before[name]), name
+
+
+def test_evaluate_reports_the_distillation_loss_and_its_terms(tmp_path: Path) -> None:
+    student, teacher = tiny.tiny_causal_lm("qwen2"), tiny.tiny_teacher("qwen2")
+    trainer = _trainer(student, teacher, tmp_path, loss="forward_kl", alpha=0.5)
+    heldout = tiny.tiny_dataset(8, seed=3)
+    metrics = trainer.evaluate(heldout)
+    batch = DistillationCollator(pad_token_id=0)(heldout)
+    with torch.no_grad():
+        want = _expected(student, teacher, batch, "forward_kl", 0.5, 1.0, {})
+    assert metrics["eval_loss"] == pytest.approx(want.item(), rel=1e-5)
+    assert metrics["eval_loss"] == pytest.approx(
+        0.5 * metrics["eval_ce"] + 0.5 * metrics["eval_kd"], rel=1e-5
+    )
+    assert not any(k.startswith("eval_") for k in trainer._logged)

@@ -314,6 +314,12 @@ def _check_settings(
     if kind in ("token", "policy_gradient") and teacher_model is None:
         raise ValueError(f"a {kind} loss needs teacher_model (a causal LM sharing the tokenizer)")
     if kind == "topk":
+        cache_kind = getattr(teacher_cache, "kind", "topk")  # a sampled cache would say so
+        if teacher_cache is not None and cache_kind != "topk":
+            raise ValueError(
+                f"the trainer reads top-k teacher caches; this one is {cache_kind!r} "
+                "(sampled caches need their own losses and are not wired in yet)"
+            )
         if teacher_cache is None:
             raise ValueError("a topk_* loss needs teacher_cache (reference_impls.teacher_cache)")
         if on_policy_ratio > 0.0:
