@@ -45,7 +45,8 @@ def test_two_process_accelerate_run_matches_single_process(tmp_path: Path) -> No
         "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
     ]  # fmt: skip
     script = ["-m", "reference_impls.integrations", "generalized_jsd", "--param", "beta=0.5",
-              "--fused", "--steps", "5", "--batch-size", "4", "--save", str(ddp_file)]  # fmt: skip
+              "--fused", "--ragged", "--steps", "5", "--batch-size", "4",
+              "--save", str(ddp_file)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
         [*launch, *script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
@@ -54,7 +55,7 @@ def test_two_process_accelerate_run_matches_single_process(tmp_path: Path) -> No
     assert proc.stdout.count("(2 process(es), 5 steps)") == 1, proc.stdout  # rank 0 reports
 
     single = tiny.run_tiny_hf_demo(
-        "generalized_jsd", 5, loss_params={"beta": 0.5}, fused=True, batch_size=8,
+        "generalized_jsd", 5, loss_params={"beta": 0.5}, fused=True, batch_size=8, ragged=True,
         save=single_file,
     )  # fmt: skip
     assert single["world_size"] == 1

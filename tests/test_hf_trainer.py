@@ -336,3 +336,17 @@ def test_evaluate_reports_the_distillation_loss_and_its_terms(tmp_path: Path) ->
         0.5 * metrics["eval_ce"] + 0.5 * metrics["eval_kd"], rel=1e-5
     )
     assert not any(k.startswith("eval_") for k in trainer._logged)
+
+
+def test_gradient_accumulation_follows_the_token_mean_of_the_whole_batch(tmp_path: Path) -> None:
+    """8 ragged rows in one batch == 2 accumulated micro-batches of 4 with unequal counts."""
+    whole, split = tmp_path / "whole.pt", tmp_path / "split.pt"
+    tiny.run_tiny_hf_demo("forward_kl", 3, batch_size=8, ragged=True, save=whole)
+    tiny.run_tiny_hf_demo(
+        "forward_kl", 3, batch_size=4, gradient_accumulation_steps=2, ragged=True, save=split
+    )
+    a, b = torch.load(whole), torch.load(split)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=0, msg=name)
+    lengths = {len(r["input_ids"]) for r in tiny.tiny_dataset(256, seed=0, ragged=True)}
+    assert len(lengths) > 1  # the micro-batches really count different numbers of tokens

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--on-policy-ratio", type=float, default=0.0)
     parser.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=X")
     parser.add_argument("--batch-size", type=int, default=8, help="per process")
+    parser.add_argument("--grad-accum", type=int, default=1, help="accumulation steps")
+    parser.add_argument("--ragged", action="store_true", help="sequences of different lengths")
     parser.add_argument("--save", default=None, help="write the student's state_dict here")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     args = parser.parse_args(argv)
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             on_policy_ratio=args.on_policy_ratio,
             loss_params=dict(args.param),
             batch_size=args.batch_size,
+            gradient_accumulation_steps=args.grad_accum,
+            ragged=args.ragged,
             save=args.save,
         )
     except (ImportError, ValueError) as exc:

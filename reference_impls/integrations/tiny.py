@@ -95,18 +95,22 @@ def tiny_teacher(family: Family = "llama", seed: int = 1) -> PreTrainedModel:
     return teacher
 
 
-def tiny_dataset(n: int, seed: int) -> list[dict[str, Any]]:
+def tiny_dataset(n: int, seed: int, *, ragged: bool = False) -> list[dict[str, Any]]:
     """``n`` sequences of ``PROMPT_LEN`` random words then ``COMPLETION_LEN`` completion words.
 
-    Every sequence has the same length and the same number of counted labels, so a batch's
-    token mean equals the mean of its halves' (what data-parallel averaging computes).
+    ``ragged=True`` cuts each completion to a random length from 1 to ``COMPLETION_LEN``, so
+    batches get padding and their rows count different numbers of tokens.
     """
     g = torch.Generator().manual_seed(seed)
     words = (len(SPECIAL), len(SPECIAL) + DATA_WORDS)
     ids = torch.randint(*words, (n, PROMPT_LEN + COMPLETION_LEN), generator=g)
+    keep = torch.randint(1, COMPLETION_LEN + 1, (n,), generator=g) if ragged else None
+    rows = [
+        row[: PROMPT_LEN + int(keep[i])] if keep is not None else row
+        for i, row in enumerate(ids.tolist())
+    ]
     tokenizer = tiny_tokenizer()
-    texts = [" ".join(f"w{i}" for i in row) for row in ids.tolist()]
-    encoded = tokenizer(texts)["input_ids"]
+    encoded = tokenizer([" ".join(f"w{i}" for i in row) for row in rows])["input_ids"]
     return [
         {"input_ids": row, "prompt_length": PROMPT_LEN, "cache_index": i}
         for i, row in enumerate(encoded)
@@ -178,14 +182,17 @@ def run_tiny_hf_demo(
     on_policy_ratio: float = 0.0,
     loss_params: Mapping[str, Any] | None = None,
     batch_size: int = 8,
+    gradient_accumulation_steps: int = 1,
+    ragged: bool = False,
     save: str | Path | None = None,
 ) -> dict[str, Any]:
     """Distil a tiny teacher into a tiny student with ``loss`` for ``steps`` Trainer steps.
 
     Returns ``{"loss", "family", "steps", "world_size", "kl_before", "kl_after", "history"}``
     (KL(teacher || student) on 16 held-out sequences; ``history`` the Trainer's logs, with
-    ``kd`` and ``ce``). ``batch_size`` is per process. ``save`` writes the student's
-    ``state_dict`` (rank 0). Runs under ``accelerate launch`` unchanged.
+    ``kd`` and ``ce``). ``batch_size`` is per process and per accumulation step; ``ragged``
+    gives the sequences different lengths (see :func:`tiny_dataset`). ``save`` writes the
+    student's ``state_dict`` (rank 0). Runs under ``accelerate launch`` unchanged.
     """
     from transformers import PrinterCallback
 
@@ -197,7 +204,7 @@ def run_tiny_hf_demo(
     collate = DistillationCollator(pad_token_id=0)
     heldout = collate(tiny_dataset(16, seed=99))
     kl_before = heldout_kl(student, teacher, heldout)
-    data = tiny_dataset(256, seed=0)
+    data = tiny_dataset(256, seed=0, ragged=ragged)
     if loss == "sft_loss":  # sequence-level KD: the completions are the teacher's own text
         data = teacher_written(teacher, data)
     with tempfile.TemporaryDirectory() as out_dir:
@@ -214,7 +221,9 @@ def run_tiny_hf_demo(
         trainer = DistillationTrainer(
             student,
             None if cache is not None else teacher,
-            training_args(out_dir, steps, batch_size),
+            training_args(
+                out_dir, steps, batch_size, gradient_accumulation_steps=gradient_accumulation_steps
+            ),
             train_dataset=data,
             data_collator=collate,
             teacher_cache=cache,

@@ -72,8 +72,9 @@ class DistillationTrainer(Trainer):
       ``args.seed``, so every process of a distributed run makes the same choice;
     * ``reward_fn``: rewards of whole sequences for ``kl_regularized_pg_loss`` (default 0).
 
-    The loss of a batch is a token mean over that batch (per device, per accumulation step);
-    the Trainer divides it by the number of accumulation steps and DDP averages the devices.
+    Normalisation: the optimiser step follows the token mean over the whole global batch (all
+    accumulation micro-batches on all processes), however it is split; on-policy batches, whose
+    token counts are only known after sampling, are averaged per micro-batch instead.
     """
 
     def __init__(
@@ -109,10 +110,9 @@ class DistillationTrainer(Trainer):
         if "data_collator" not in trainer_kwargs and len(trainer_args) < 2:
             trainer_kwargs["data_collator"] = DistillationCollator(_pad_id(model, trainer_kwargs))
         super().__init__(model, *trainer_args, **trainer_kwargs)
-        # our loss is a token mean per batch: the Trainer must divide it by the accumulation
-        # steps and must not pass num_items_in_batch to the model
+        # compute_loss scales for gradient accumulation itself (see _scale_for_accumulation)
         self.model_accepts_loss_kwargs = False
-        self.loss_is_scaled_for_ga = False
+        self.loss_is_scaled_for_ga = True
         self.teacher = self._prepare_teacher(teacher_model)
         self.teacher_cache = teacher_cache
         self.fused = fused
@@ -159,11 +159,52 @@ class DistillationTrainer(Trainer):
         num_items_in_batch: Tensor | int | None = None,
     ) -> Tensor | tuple[Tensor, Any]:
         """The distillation loss of one batch; on-policy batches are resampled first."""
+        resampled = False
         if model.training and self.on_policy_ratio > 0.0 and self._draw_on_policy():
-            inputs = self.sample_completions(model, inputs)
+            inputs, resampled = self.sample_completions(model, inputs), True
         terms = self.distillation_terms(model, inputs)
         self._record(terms, train=model.training)
-        return (terms.loss, {"kd": terms.kd, "ce": terms.ce}) if return_outputs else terms.loss
+        loss = self._scale_for_accumulation(
+            terms.loss, inputs["labels"], num_items_in_batch, resampled
+        )
+        return (loss, {"kd": terms.kd, "ce": terms.ce}) if return_outputs else loss
+
+    def _scale_for_accumulation(
+        self, loss: Tensor, labels: Tensor, num_items: Tensor | int | None, resampled: bool
+    ) -> Tensor:
+        """Turn this micro-batch's token mean into its share of the accumulated batch's mean.
+
+        With ``num_items`` (the counted targets of all micro-batches of the optimiser step,
+        summed over the processes when ``average_tokens_across_devices``) the result is
+        ``mean * n_local / num_items``, times the number of processes whose gradients DDP
+        averages: the step then follows the token mean of the whole global batch, whatever the
+        split. Resampled (on-policy) batches, whose counts ``num_items`` does not know, and the
+        sequence-mean ``kl_regularized_pg_loss`` are divided by the accumulation steps instead.
+        """
+        if num_items is None or resampled or self.kd_objective.kind == "policy_gradient":
+            return loss / getattr(self, "current_gradient_accumulation_steps", 1)
+        n_local = (labels[:, 1:] != _obj.IGNORE_INDEX).sum()
+        scale = n_local / torch.as_tensor(num_items, device=loss.device).clamp(min=1)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            scale = scale * self.args.world_size
+        return loss * scale.to(loss.dtype)
+
+    def _get_num_items_in_batch(
+        self, batch_samples: list[Any], device: torch.device
+    ) -> Tensor | int | None:
+        """Counted targets (``labels[:, 1:] != -100``) of an optimiser step's micro-batches.
+
+        Summed over the processes when ``args.average_tokens_across_devices`` (the default).
+        """
+        if not batch_samples or "labels" not in batch_samples[0]:
+            return None
+        count = sum(
+            (b["labels"][:, 1:] != _obj.IGNORE_INDEX).sum().to(device) for b in batch_samples
+        )
+        total = torch.as_tensor(count, device=device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            total = self.accelerator.gather(total).sum()
+        return total
 
     def distillation_terms(self, model: nn.Module, inputs: Mapping[str, Tensor]) -> _obj.Terms:
         """Loss, CE and KD of a batch as it stands (no resampling): the testable core."""
