@@ -350,3 +350,17 @@ def test_gradient_accumulation_follows_the_token_mean_of_the_whole_batch(tmp_pat
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=0, msg=name)
     lengths = {len(r["input_ids"]) for r in tiny.tiny_dataset(256, seed=0, ragged=True)}
     assert len(lengths) > 1  # the micro-batches really count different numbers of tokens
+
+
+def test_module_entry_point_runs_a_loss_and_refuses_one_it_cannot_feed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from reference_impls.integrations.__main__ import main
+
+    assert main(["forward_kl", "--steps", "2", "--batch-size", "4", "--param", "beta=1"]) == 2
+    assert "forward_kl takes no parameter 'beta'" in capsys.readouterr().err
+    assert main(["dpo_loss", "--steps", "1"]) == 2
+    assert "needs inputs the DistillationTrainer does not build" in capsys.readouterr().err
+    assert main(["reverse_kl", "--steps", "2", "--batch-size", "4", "--alpha", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("reverse_kl on tiny llama (1 process(es), 2 steps)"), out

@@ -18,6 +18,7 @@ Kinds of loss, by name:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -53,6 +54,28 @@ def loss_kind(name: str) -> Kind:
             f"teacher cache, and {', '.join(SEQUENCE_LOSSES)}"
         )
     raise ValueError(f"unknown loss {name!r}; see reference_impls.REGISTRY for the names")
+
+
+#: Arguments the trainer fills in itself; ``loss_params`` may not set them.
+_FILLED_BY_TRAINER = frozenset(
+    {
+        "student_logits", "teacher_logits", "mask", "temperature", "storage_temperature",
+        "topk_ids", "topk_logprobs", "logps", "ref_logps", "rewards", "target_ids",
+        "ignore_index",
+    }
+)  # fmt: skip
+
+
+def check_params(name: str, params: Mapping[str, Any]) -> None:
+    """``ValueError`` naming the loss and its parameters if ``params`` has one it does not take."""
+    accepted = set(inspect.signature(reference_impls.REGISTRY[name]).parameters)
+    allowed = sorted(accepted - _FILLED_BY_TRAINER)
+    for key in params:
+        if key not in allowed:
+            raise ValueError(
+                f"loss {name} takes no parameter {key!r}; its parameters: "
+                f"{', '.join(allowed) or 'none'}"
+            )
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ class DistillationTrainer(Trainer):
             chunk_size=chunk_size,
         )
         kind = self.kd_objective.kind  # raises for a loss the trainer cannot feed
+        _obj.check_params(loss, self.kd_objective.params)
         _check_settings(kind, teacher_model, teacher_cache, fused, alpha, on_policy_ratio)
         if "data_collator" not in trainer_kwargs and len(trainer_args) < 2:
             trainer_kwargs["data_collator"] = DistillationCollator(_pad_id(model, trainer_kwargs))
