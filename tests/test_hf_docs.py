@@ -96,3 +96,11 @@ def test_method_page_snippet_for_a_loss_the_trainer_cannot_feed() -> None:
     html = _render_trainer_call("dpo_loss", "other")
     assert "does not feed this loss" in html and 'REGISTRY["dpo_loss"]' in html
     assert "<code>from" not in html
+
+
+def test_site_page_says_what_the_readme_section_says() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Use with Hugging Face / TRL\n", 1)[1].split("\n## ", 1)[0]
+    page = (ROOT / "site" / "templates" / "huggingface.md.j2").read_text(encoding="utf-8")
+    body = page.split("{% raw %}", 1)[1].split("{% endraw %}", 1)[0]
+    assert body.strip() == section.strip()
