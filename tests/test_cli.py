@@ -525,3 +525,19 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
         assert target.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(umask)
+
+
+# --- kbtool run --hf --------------------------------------------------------------------------
+def test_run_hf_trains_tiny_hugging_face_models() -> None:
+    """`kbtool run <method> --hf`: the DistillationTrainer on tiny models; KL is reported."""
+    result = invoke("run", "forward-kl", "--hf", "--steps", "3")
+    assert result.exit_code == 0, result.output
+    assert "forward_kl on tiny llama through the DistillationTrainer" in result.stdout
+    assert "held-out KL(teacher || student)" in result.stdout
+
+
+def test_run_hf_refuses_a_loss_the_trainer_cannot_feed() -> None:
+    result = invoke("run", "dpo-objective", "--hf", "--steps", "1")
+    assert result.exit_code == 1
+    assert "needs inputs the DistillationTrainer does not build" in result.stderr
+    assert "Traceback" not in result.output

@@ -20,7 +20,7 @@ pytest.importorskip("transformers")
 
 import reference_impls  # noqa: E402
 from reference_impls.integrations import tiny  # noqa: E402
-from reference_impls.integrations._batches import (  # noqa: E402
+from reference_impls.integrations.batches import (  # noqa: E402
     DistillationCollator,
     completion_batch,
     split_prompts,

@@ -440,3 +440,28 @@ def test_rendering_imports_neither_torch_nor_mkdocs(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "docs" / "papers" / f"{HOSTILE_ID}.md").is_file()
+
+
+# --- Hugging Face page and trainer calls ----------------------------------------------------
+def test_huggingface_page_and_trainer_call_on_method_pages(real_site: Path) -> None:
+    """The 'Use with Hugging Face / TRL' page is built and in the nav; a method whose loss the
+    trainer feeds shows the trainer call and the --hf run; one it cannot feed says so."""
+    page = (real_site / "huggingface.html").read_text(encoding="utf-8")
+    assert "DistillationTrainer" in page and "accelerate launch" in page
+    assert 'href="huggingface.html"' in (real_site / "index.html").read_text(encoding="utf-8")
+    forward = html_module.unescape((real_site / "methods" / "forward-kl.html").read_text("utf-8"))
+    assert 'loss="forward_kl"' in re.sub(r"<[^>]+>", "", forward)
+    assert "kbtool run forward-kl --hf" in re.sub(r"<[^>]+>", "", forward)
+    dpo = html_module.unescape((real_site / "methods" / "dpo-objective.html").read_text("utf-8"))
+    assert "does not feed this loss" in dpo and "--hf" not in re.sub(r"<[^>]+>", "", dpo)
+
+
+def test_site_knows_the_trainer_kinds_of_the_registry() -> None:
+    """The site reads the registry without torch; its view agrees with the trainer's own."""
+    from kbtool.site.refimpl import registry_kinds
+    from kbtool.site.render import TRAINER_FEEDS
+    from reference_impls import SPECS
+    from reference_impls.integrations.objective import TRAINER_KINDS
+
+    assert registry_kinds() == {name: spec.kind.name for name, spec in SPECS.items()}
+    assert {kind.name: feed for kind, feed in TRAINER_KINDS.items()} == TRAINER_FEEDS

@@ -368,13 +368,23 @@ def run(
     method: Annotated[str, typer.Argument(help="Method id (or a loss name from reference_impls).")],
     steps: Annotated[int | None, typer.Option(help="Training steps (default: the demo's).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    hf: Annotated[
+        bool,
+        typer.Option(
+            "--hf", help="Train tiny Hugging Face models with the DistillationTrainer instead."
+        ),
+    ] = False,
     root: RootOption = None,
 ) -> None:
-    """Run the demo of a method's loss, as ``python -m reference_impls.demos <loss>`` does.
+    """Run the demo of a method's loss, as ``python -m reference_impls.demos <loss>`` does;
+    with ``--hf``, as ``python -m reference_impls.integrations <loss>`` does.
 
-    Imports torch lazily.
+    Imports torch (and, with --hf, transformers) lazily.
     """
     loss = _loss_name(method, root)
+    if hf:
+        _run_hf(method, loss, steps)
+        return
     try:
         from reference_impls.demos import run_demo  # lazy: torch is heavy
     except ModuleNotFoundError as exc:
@@ -399,6 +409,22 @@ def zoo(ctx: typer.Context) -> None:
     from reference_impls.zoo import main as zoo_main
 
     raise typer.Exit(zoo_main(list(ctx.args)))
+
+
+def _run_hf(method: str, loss: str, steps: int | None) -> None:
+    """The tiny Hugging Face run of a loss through the DistillationTrainer."""
+    try:  # deferred: torch and transformers are heavy, transformers is an optional extra
+        from reference_impls.integrations.tiny import run_tiny_hf_demo
+    except ImportError as exc:
+        raise CliError(
+            f"--hf needs the Hugging Face extra ({exc}); install it with: "
+            "pip install -c requirements.lock.txt -e '.[hf]'"
+        ) from exc
+    result = run_tiny_hf_demo(loss, steps=steps or 20)
+    out.print(
+        f"{method}: {loss} on tiny {result['family']} through the DistillationTrainer, "
+        f"held-out KL(teacher || student) {result['kl_before']:.4f} -> {result['kl_after']:.4f}"
+    )
 
 
 def _loss_name(method: str, root: Path | None) -> str:

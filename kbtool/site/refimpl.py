@@ -106,3 +106,42 @@ def locate(dotted: str, pkg_dir: Path | None = None) -> LossSource:
         end=end,
         base_dir=pkg.parent,
     )
+
+
+def registry_kinds(pkg_dir: Path | None = None) -> dict[str, str]:
+    """Loss name -> the member name of its registry kind (``"TOKEN_LEVEL"``, ...), read from
+    ``reference_impls/registry.py`` with ``ast`` (no torch): every ``LossSpec(family.fn,
+    Kind.X, ...)`` entry, kinds given directly or through a module-level alias."""
+    path = (pkg_dir if pkg_dir is not None else package_dir()) / "registry.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    aliases: dict[str, str] = {}
+    for node in tree.body:  # e.g. _TK, _HS = Kind.TOKEN_LEVEL, Kind.HIDDEN_STATE
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+            names = target.elts if isinstance(target, ast.Tuple) else [target]
+            values = value.elts if isinstance(value, ast.Tuple) else [value]
+            for name, val in zip(names, values, strict=False):
+                if isinstance(name, ast.Name) and _kind_member(val, {}):
+                    aliases[name.id] = _kind_member(val, {})
+    out: dict[str, str] = {}
+    for call in ast.walk(tree):
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id == "LossSpec"
+            and len(call.args) >= 2
+            and isinstance(call.args[0], ast.Attribute)
+        ):
+            kind = _kind_member(call.args[1], aliases)
+            if kind:
+                out[call.args[0].attr] = kind
+    return out
+
+
+def _kind_member(node: ast.expr, aliases: dict[str, str]) -> str:
+    """``Kind.X`` -> ``"X"``; an alias name -> its member; anything else -> ``""``."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return node.attr if node.value.id == "Kind" else ""
+    if isinstance(node, ast.Name):
+        return aliases.get(node.id, "")
+    return ""

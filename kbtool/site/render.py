@@ -30,7 +30,13 @@ from kbtool.site.mathml import FormulaError, latex_to_mathml
 from kbtool.site.new_since_survey import PAGE as NEW_SINCE_SURVEY_PAGE
 from kbtool.site.new_since_survey import render_page as render_new_since_survey
 from kbtool.site.new_since_survey import row_facets, site_globals
-from kbtool.site.refimpl import LossSource, ReferenceImplError, locate, package_dir
+from kbtool.site.refimpl import (
+    LossSource,
+    ReferenceImplError,
+    locate,
+    package_dir,
+    registry_kinds,
+)
 from kbtool.site.zoo import read_zoo
 
 SITE_SRC = Path(__file__).resolve().parent.parent.parent / "site"
@@ -38,6 +44,7 @@ ASSETS_DIR = "kb-assets"
 NEWEST = 12
 #: How a method page tells readers to run its reference implementation's demo.
 RUN_COMMAND = "kbtool run {method_id}"
+HF_RUN_COMMAND = "kbtool run {method_id} --hf"
 
 ROLES = (
     (
@@ -259,6 +266,7 @@ class _Renderer:
         from kbtool.core.graph import related_methods
 
         graph = self.kb.graph
+        kinds = registry_kinds(self.pkg_dir)
         for method in self.kb.methods.values():
             source = self._source(method)
             try:
@@ -269,6 +277,9 @@ class _Renderer:
             commands = [RUN_COMMAND.format(method_id=method.id)]
             if source is not None:
                 commands.append(source.demo_command)
+            trainer_kind = _trainer_kind(method.loss, kinds)
+            if trainer_kind != "none":
+                commands.append(HF_RUN_COMMAND.format(method_id=method.id))
             introducing = [self.kb.papers[pid] for pid in method.papers if pid in self.kb.papers]
             self.write(
                 f"methods/{method.id}.md",
@@ -284,6 +295,8 @@ class _Renderer:
                 related=related_methods(graph, method.id),
                 zoo=self.zoo,
                 zoo_row=self.zoo.rows.get(method.loss.rsplit(".", 1)[1]) if method.loss else None,
+                loss_name=method.loss.rsplit(".", 1)[1] if method.loss else None,
+                trainer_kind=trainer_kind,
             )
 
     def _source(self, method: Method) -> LossSource | None:
@@ -329,6 +342,14 @@ class _Renderer:
             stats=self.kb.stats(),
         )
 
+    def huggingface(self) -> None:
+        self.write(
+            "huggingface.md",
+            "huggingface.md.j2",
+            "index",
+            front_matter=front_matter("Use with Hugging Face / TRL"),
+        )
+
     def contributing(self) -> None:
         self.write(
             "contributing.md",
@@ -337,6 +358,24 @@ class _Renderer:
             front_matter=front_matter("Contributing"),
             stats=self.kb.stats(),
         )
+
+
+#: How the Hugging Face DistillationTrainer feeds each registry kind; the same mapping as
+#: ``reference_impls.integrations.objective.TRAINER_KINDS`` (a test checks they agree), kept
+#: here so that rendering never imports torch.
+TRAINER_FEEDS = {
+    "TOKEN_LEVEL": "token",
+    "SPARSE_TOPK": "topk",
+    "SEQUENCE": "sft",
+    "POLICY_GRADIENT": "policy_gradient",
+}
+
+
+def _trainer_kind(dotted_loss: str | None, kinds: dict[str, str]) -> str:
+    """'token', 'topk', 'sft', 'policy_gradient', or 'none' when the trainer cannot feed it."""
+    if dotted_loss is None:
+        return "none"
+    return TRAINER_FEEDS.get(kinds.get(dotted_loss.rsplit(".", 1)[1], ""), "none")
 
 
 def _most_common(counter: Counter[str]) -> str:
@@ -365,6 +404,7 @@ def render_docs(
     renderer.methods()
     renderer.statistics()
     renderer.downloads()
+    renderer.huggingface()
     renderer.contributing()
     shutil.copytree(site_src / "assets", docs_dir / ASSETS_DIR)
     result = renderer.result
@@ -376,6 +416,7 @@ def render_docs(
         {"Methods": "methods.md"},
         {"Statistics": "statistics.md"},
         {"Downloads": "downloads.md"},
+        {"Hugging Face / TRL": "huggingface.md"},
         {"Contributing": "contributing.md"},
     ]
     return result

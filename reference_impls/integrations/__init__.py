@@ -12,7 +12,7 @@ from typing import Any
 
 _LAZY = {
     "DistillationTrainer": "reference_impls.integrations.transformers",
-    "DistillationCollator": "reference_impls.integrations._batches",
+    "DistillationCollator": "reference_impls.integrations.batches",
     "run_tiny_hf_demo": "reference_impls.integrations.tiny",
 }
 

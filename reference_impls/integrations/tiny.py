@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 import reference_impls
-from reference_impls.integrations._batches import DistillationCollator
+from reference_impls.integrations.batches import DistillationCollator
 
 try:
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -2,7 +2,7 @@ r"""``DistillationTrainer``: a ``transformers.Trainer`` that distils a teacher i
 
 The training loss of a batch is :math:`\alpha\, \mathrm{CE}(\text{labels}) + (1 - \alpha)\,
 \mathrm{KD}` with any loss of :data:`reference_impls.REGISTRY` the trainer can feed (see
-:mod:`reference_impls.integrations._objective`), both terms token means over the counted
+:mod:`reference_impls.integrations.objective`), both terms token means over the counted
 targets of the batch (``labels[:, 1:] != -100``); ``kd`` and ``ce`` are logged beside ``loss``.
 The teacher is a frozen causal LM sharing the student's tokenizer (any size), or a top-k
 teacher cache. ``on_policy_ratio`` (GKD's :math:`\lambda`) is the fraction of training batches
@@ -21,8 +21,8 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from reference_impls.integrations import _objective as _obj
-from reference_impls.integrations._batches import (
+import reference_impls.integrations.objective as _obj
+from reference_impls.integrations.batches import (
     DistillationCollator,
     completion_batch,
     split_prompts,

@@ -6,7 +6,7 @@ shift of causal LMs: the logits at position :math:`t` predict token :math:`t + 1
 logits ``[:, :-1]`` meet the targets ``labels[:, 1:]``, and a token counts where its target is
 not ``-100``. Losses are looked up by name in :data:`reference_impls.REGISTRY`.
 
-Kinds of loss, by name:
+Kinds of loss, from the registry's kind of each loss:
 
 * token-level (:data:`reference_impls.TOKEN_LEVEL_LOSSES`): teacher logits, or the lm heads'
   hidden states and weights through :func:`reference_impls.fused_linear_distill`;
@@ -27,33 +27,32 @@ import torch
 from torch import Tensor
 
 import reference_impls
+from reference_impls.registry import Kind as RegistryKind
 
 Kind = Literal["token", "topk", "sft", "policy_gradient"]
 IGNORE_INDEX = -100
-#: Sequence-level losses whose inputs the trainer builds, beyond the token-level and top-k ones.
-SEQUENCE_LOSSES: dict[str, Kind] = {
-    "sft_loss": "sft",
-    "kl_regularized_pg_loss": "policy_gradient",
+#: What the trainer builds for each kind of the registry (:class:`reference_impls.Kind`).
+TRAINER_KINDS: dict[RegistryKind, Kind] = {
+    RegistryKind.TOKEN_LEVEL: "token",
+    RegistryKind.SPARSE_TOPK: "topk",
+    RegistryKind.SEQUENCE: "sft",
+    RegistryKind.POLICY_GRADIENT: "policy_gradient",
 }
 
 
 def loss_kind(name: str) -> Kind:
     """The kind of registry loss ``name``; ``ValueError`` if the trainer cannot feed it."""
-    if name in reference_impls.TOKEN_LEVEL_LOSSES:
-        return "token"
-    if name.startswith("topk_") and name in reference_impls.REGISTRY:
-        return "topk"
-    if name in SEQUENCE_LOSSES:
-        return SEQUENCE_LOSSES[name]
-    if name in reference_impls.REGISTRY:
-        raise ValueError(
-            f"loss {name!r} needs inputs the DistillationTrainer does not build (preference "
-            "pairs, rankings, hidden features...); call reference_impls.REGISTRY"
-            f"[{name!r}] in your own loop. The trainer takes the token-level losses "
-            f"({', '.join(reference_impls.TOKEN_LEVEL_LOSSES)}), the topk_* losses with a "
-            f"teacher cache, and {', '.join(SEQUENCE_LOSSES)}"
-        )
-    raise ValueError(f"unknown loss {name!r}; see reference_impls.REGISTRY for the names")
+    if name not in reference_impls.SPECS:
+        raise ValueError(f"unknown loss {name!r}; see reference_impls.REGISTRY for the names")
+    registry_kind = reference_impls.SPECS[name].kind
+    if registry_kind in TRAINER_KINDS:
+        return TRAINER_KINDS[registry_kind]
+    fed = sorted(n for n, spec in reference_impls.SPECS.items() if spec.kind in TRAINER_KINDS)
+    raise ValueError(
+        f"loss {name!r} ({registry_kind.value}) needs inputs the DistillationTrainer does not "
+        f"build (preference pairs, rankings, hidden features...); call "
+        f"reference_impls.REGISTRY[{name!r}] in your own loop. The trainer takes: {', '.join(fed)}"
+    )
 
 
 #: Arguments the trainer fills in itself; ``loss_params`` may not set them.
