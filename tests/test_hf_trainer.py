@@ -206,7 +206,7 @@ def test_sft_and_policy_gradient_losses(tmp_path: Path, batch: dict[str, torch.T
     logq = torch.log_softmax(s, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     logp = torch.log_softmax(t, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     want = reference_impls.REGISTRY["kl_regularized_pg_loss"](
-        logq, logp, torch.zeros(len(targets)), counted, 0.5
+        logq, logp, torch.zeros(len(targets)), counted, kl_coef=0.5
     )
     torch.testing.assert_close(pg.compute_loss(pg.model, batch), want, rtol=1e-5, atol=1e-5)
 

@@ -226,7 +226,7 @@ def policy_gradient(
 ) -> Terms:
     """On-policy distillation by REINFORCE with the teacher as the KL reference.
 
-    ``kl_regularized_pg_loss(log q, log p, r, mask, kl_coef)`` on the completion tokens; with
+    ``kl_regularized_pg_loss(log q, log p, r, mask, kl_coef=...)`` on the completion tokens; with
     reward 0 its gradient is an unbiased estimate of :math:`\\nabla \\mathrm{KL}(q \\| p)` over
     whole sequences when the completions are the student's own samples (``on_policy_ratio=1``).
     """
@@ -235,6 +235,6 @@ def policy_gradient(
     ref = token_logps(teacher[:, :-1], targets).detach()
     r = rewards if rewards is not None else logps.new_zeros(logps.shape[0])
     kl_coef = float(obj.params.get("kl_coef", 1.0))
-    kd = obj.fn(logps, ref, r, mask, kl_coef)
+    kd = obj.fn(logps, ref, r, mask, kl_coef=kl_coef)
     ce = reference_impls.REGISTRY["sft_loss"](student[:, :-1], targets)
     return _combine(obj, ce, kd)
