@@ -67,7 +67,8 @@ def test_no_gradient_reaches_the_model_through_the_privileged_teacher_pass() -> 
 
     def live_teacher() -> torch.Tensor:  # the same pass, differentiable
         context = torch.cat([answer, torch.full_like(answer[:, :1], sep), inputs], dim=1)
-        return model(context).logits[:, answer.shape[1] + 1 :]
+        logits: torch.Tensor = model(context).logits
+        return logits[:, answer.shape[1] + 1 :]
 
     want = _grads(spec.function(model(inputs).logits, live_teacher().detach(), mask), task.params)
     through = _grads(spec.function(model(inputs).logits, live_teacher(), mask), task.params)
