@@ -17,6 +17,7 @@ from torch import Tensor
 
 from reference_impls.bitdistiller import teacher_confidence
 from reference_impls.fused import FusedLinearDistillLoss, fused_linear_distill
+from reference_impls.on_policy import KLEstimates, kl_estimators, speculative_kd_sample
 from reference_impls.registry import (
     LOSSES,
     REGISTRY,
@@ -47,12 +48,15 @@ __all__ = [
     "SPECS",
     "TOKEN_LEVEL_LOSSES",
     "FusedLinearDistillLoss",
+    "KLEstimates",
     "Kind",
     "LossSpec",
     "TokenLevelLoss",
     "fused_linear_distill",
+    "kl_estimators",
     "mask_from_labels",
     "spec_of",
+    "speculative_kd_sample",
     "teacher_confidence",
     "teacher_topk",
     *REGISTRY,

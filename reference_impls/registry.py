@@ -38,6 +38,7 @@ import reference_impls.jsd as jsd
 import reference_impls.kl as kl
 import reference_impls.minillm as minillm
 import reference_impls.multi_teacher as multi_teacher
+import reference_impls.on_policy as on_policy
 import reference_impls.policy_gradient as policy_gradient
 import reference_impls.preference as preference
 import reference_impls.ranking as ranking
@@ -69,6 +70,8 @@ class Kind(StrEnum):
     POLICY_GRADIENT = "policy gradient"
     #: ``fn(student_logits, teacher_logits, sampled_ids, mask, **params)`` on student samples
     ON_POLICY = "on-policy"
+    #: ``fn(student_logits, sampled_ids, teacher_logprobs, mask, **params)`` on student samples
+    ON_POLICY_PG = "on-policy policy gradient"
     #: ``fn(student_logits, teacher_logits, student_mask, teacher_mask, **params)``
     CROSS_TOKENIZER = "cross-tokenizer"
     #: ``fn(student_hidden, teacher_hidden, mask=None, *, projection=None, **params)``
@@ -160,6 +163,7 @@ LOSSES: tuple[LossSpec, ...] = (
         demo={"lr": 2e-3, "steps": 300},
     ),
     LossSpec(minillm.minillm_loss, Kind.ON_POLICY),
+    LossSpec(on_policy.opd_policy_gradient_loss, Kind.ON_POLICY_PG),
     LossSpec(
         uld.uld_loss,
         Kind.CROSS_TOKENIZER,

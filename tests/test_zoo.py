@@ -195,8 +195,8 @@ def test_every_loss_starts_from_the_same_student_and_pool(language: Language) ->
         build_zoo_task("dpo_loss", SMALL, language, CPU, seed=0)
 
 
-def test_default_losses_are_the_token_level_losses_plus_sft() -> None:
-    assert (*TOKEN_LEVEL_LOSSES, "sft_loss") == DEFAULT_LOSSES
+def test_default_losses_are_the_token_level_losses_opd_and_sft() -> None:
+    assert (*TOKEN_LEVEL_LOSSES, "opd_policy_gradient_loss", "sft_loss") == DEFAULT_LOSSES
 
 
 # ------------------------------------------------------------------------------- the zoo

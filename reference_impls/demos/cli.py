@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reference_impls.demos.run import resolve_device, run_demo
-from reference_impls.registry import LOSSES
+from reference_impls.demos.tasks import SCENARIOS
+from reference_impls.registry import LOSSES, TOKEN_LEVEL_LOSSES
 
 PROG = "python -m reference_impls.demos"
 
@@ -27,7 +28,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     names = [spec.name for spec in LOSSES]
     parser.add_argument(
-        "loss", choices=names, metavar="LOSS", help=f"a loss of the registry: {', '.join(names)}"
+        "loss",
+        choices=[*names, *SCENARIOS],
+        metavar="LOSS",
+        help=f"a loss of the registry: {', '.join(names)}; or a scenario: {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument(
+        "--loss",
+        dest="scenario_loss",
+        choices=TOKEN_LEVEL_LOSSES,
+        default=None,
+        metavar="TOKEN_LOSS",
+        help="the token-level loss a scenario trains (default forward_kl)",
     )
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -37,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--save", type=Path, default=None, help="write the trained student's state_dict here"
     )
     args = parser.parse_args(argv)
+    if args.scenario_loss is not None and args.loss not in SCENARIOS:
+        parser.error(f"--loss chooses the loss of a scenario ({', '.join(SCENARIOS)})")
     try:
         resolve_device(args.device)
     except RuntimeError as err:  # CUDA requested but absent: a message, not a traceback
@@ -49,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         log_every=args.log_every,
         save=args.save,
+        loss=args.scenario_loss,
     )
     if int(os.environ.get("RANK", "0")) == 0:  # the group is gone by now: read torchrun's env
         print(

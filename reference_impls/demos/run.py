@@ -23,9 +23,8 @@ import torch
 from reference_impls.demos.ddp import dist_context, distributed
 from reference_impls.demos.loop import train_loop
 from reference_impls.demos.models import DemoConfig
-from reference_impls.demos.tasks import build_task, demo_note
+from reference_impls.demos.tasks import build_task, demo_note, resolve
 from reference_impls.demos.world import Task, response_mask
-from reference_impls.registry import spec_of
 
 
 @torch.no_grad()
@@ -93,13 +92,16 @@ def run_demo(
     quiet: bool = False,
     config: DemoConfig | None = None,
     save: str | Path | None = None,
+    loss: str | None = None,
 ) -> DemoResult:
     """Train a tiny student with the registry loss ``name`` and record loss and divergence.
 
-    Under ``torchrun`` the run is data-parallel (see the module docstring); ``save`` writes the
-    trained module's ``state_dict`` there (rank 0 only) with ``torch.save``.
+    ``name`` may also be a scenario (:data:`~reference_impls.demos.tasks.SCENARIOS`) training
+    the token-level ``loss``. Under ``torchrun`` the run is data-parallel (see the module
+    docstring); ``save`` writes the trained module's ``state_dict`` there (rank 0 only) with
+    ``torch.save``.
     """
-    cfg = config or dataclasses.replace(DemoConfig(), **spec_of(name).demo)
+    cfg = config or dataclasses.replace(DemoConfig(), **resolve(name, loss)[0].demo)
     dev = resolve_device(device)
     n_steps = steps if steps is not None else cfg.steps
     if n_steps < 1:
@@ -112,13 +114,14 @@ def run_demo(
         torch.set_num_threads(1)  # tiny tensors: extra threads only add synchronisation cost
     try:
         with distributed(dev) as rank_dev:
-            return _train(name, cfg, rank_dev, seed, n_steps, every, quiet, save)
+            return _train(name, loss, cfg, rank_dev, seed, n_steps, every, quiet, save)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(
     name: str,
+    loss: str | None,
     cfg: DemoConfig,
     dev: torch.device,
     seed: int,
@@ -130,12 +133,12 @@ def _train(
     """The body of :func:`run_demo`: build the task, train, log loss and divergence."""
     start = time.perf_counter()
     ctx = dist_context()
-    task = build_task(name, cfg, dev, seed)
+    task = build_task(name, cfg, dev, seed, loss=loss)
     result = DemoResult(name, [], [], [], str(dev), 0.0, task.loss_label, world_size=ctx.world_size)
     show = not quiet and ctx.is_main  # only rank 0 prints
     if show:
         ranks = f" ({ctx.world_size} ranks, DDP)" if ctx.world_size > 1 else ""
-        print(f"{name} on {dev}{ranks}: {demo_note(name)}")
+        print(f"{name} on {dev}{ranks}: {demo_note(name, loss)}")
         extra_names = list(task.extra_metrics()) if task.extra_metrics else []
         head = "".join(f" {n:>10}" for n in extra_names)
         print(f"{'step':>6} {task.loss_label:>12} {'KL(teacher||student)':>22}{head}")

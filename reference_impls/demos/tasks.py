@@ -2,7 +2,8 @@ r"""One demo builder per loss kind, and what each kind's demo feeds its loss.
 
 :func:`build_task` looks the loss up in :mod:`reference_impls.registry` and calls the builder
 of its kind; a new kind needs one builder and one entry in :data:`BUILDERS`, a new loss of an
-existing kind nothing here.
+existing kind nothing here. :data:`SCENARIOS` are demos of a training setting rather than of a
+loss: each trains any token-level loss (``python -m reference_impls.demos SCENARIO --loss L``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from reference_impls.demos.logit_tasks import (
     token_level_task,
 )
 from reference_impls.demos.models import DemoConfig
+from reference_impls.demos.on_policy_tasks import (
+    SPECULATIVE_TOP_K,
+    on_policy_pg_task,
+    privileged_self_distillation_task,
+    speculative_kd_task,
+)
 from reference_impls.demos.sequence_tasks import (
     on_policy_task,
     pairwise_preference_task,
@@ -33,7 +40,7 @@ from reference_impls.demos.sequence_tasks import (
     sequence_task,
 )
 from reference_impls.demos.world import Task
-from reference_impls.registry import Kind, LossSpec, spec_of
+from reference_impls.registry import TOKEN_LEVEL_LOSSES, Kind, LossSpec, spec_of
 
 Builder = Callable[[LossSpec, DemoConfig, torch.device, torch.Generator], Task]
 
@@ -91,6 +98,12 @@ BUILDERS: dict[Kind, KindDemo] = {
         "surrogate on responses sampled from the current student; the surrogate's value is "
         "not the objective, so the logged loss is the per-token reverse KL(q||p) on them",
     ),
+    Kind.ON_POLICY_PG: KindDemo(
+        on_policy_pg_task,
+        "policy-gradient surrogate on responses sampled from the current student, scored by "
+        "the teacher's log-probs of the sampled tokens; logged: the exact per-token reverse "
+        "KL(q||p) on them (the surrogate's value is not the objective)",
+    ),
     Kind.CROSS_TOKENIZER: KindDemo(
         cross_tokenizer_task,
         "teacher vocabulary 48 vs student 32: the teacher's tokenizer is simulated by an "
@@ -117,18 +130,62 @@ BUILDERS: dict[Kind, KindDemo] = {
 }
 
 
-def demo_note(name: str) -> str:
-    """What the demo of ``name`` feeds its loss: its kind's setting, then the spec's note."""
+#: Demos of a training setting, each training the token-level loss given with ``--loss``.
+SCENARIOS: dict[str, KindDemo] = {
+    "speculative_kd": KindDemo(
+        speculative_kd_task,
+        "Speculative KD: every step the student proposes each response token and the teacher "
+        f"resamples proposals outside its top-{SPECULATIVE_TOP_K}; the loss compares student and "
+        "teacher logits on these interleaved sequences",
+    ),
+    "privileged_self_distillation": KindDemo(
+        privileged_self_distillation_task,
+        "on-policy self-distillation: the teacher is the student network given the reference "
+        "response as a privileged prefix (no gradient through that pass), scored on the "
+        "student's own samples; objective = loss + cross-entropy of the privileged pass on the "
+        "reference (a network trained from scratch must learn to read the prefix); logged: the "
+        "loss alone, against a teacher that sharpens as it learns to read the answer",
+    ),
+}
+#: The token-level loss a scenario trains when ``--loss`` is not given.
+DEFAULT_SCENARIO_LOSS = "forward_kl"
+
+
+def resolve(name: str, loss: str | None = None) -> tuple[LossSpec, KindDemo]:
+    """The spec to train and the demo that trains it: a registry loss, or a scenario + loss."""
+    if name in SCENARIOS:
+        chosen = loss or DEFAULT_SCENARIO_LOSS
+        if chosen not in TOKEN_LEVEL_LOSSES:
+            raise ValueError(
+                f"scenario {name!r} trains a token-level loss, one of "
+                f"{', '.join(TOKEN_LEVEL_LOSSES)}; got {chosen!r}"
+            )
+        return spec_of(chosen), SCENARIOS[name]
+    if loss is not None:
+        raise ValueError(
+            f"--loss chooses the loss of a scenario ({', '.join(SCENARIOS)}); {name!r} is a loss"
+        )
     spec = spec_of(name)
-    parts = [BUILDERS[spec.kind].note, spec.note]
+    return spec, BUILDERS[spec.kind]
+
+
+def demo_note(name: str, loss: str | None = None) -> str:
+    """What the demo of ``name`` feeds its loss: its kind's setting, then the spec's note."""
+    spec, demo = resolve(name, loss)
+    parts = [demo.note, f"loss = {spec.name}" if name in SCENARIOS else "", spec.note]
     if spec.with_sft:
-        parts.append(f"logged loss = {name} alone")
+        parts.append(f"logged loss = {spec.name} alone")
     return "; ".join(p for p in parts if p)
 
 
-def build_task(name: str, cfg: DemoConfig, device: torch.device, seed: int) -> Task:
-    """Seed everything, build teacher(s), corpus and student for ``name``; return its Task."""
-    spec = spec_of(name)
+def build_task(
+    name: str, cfg: DemoConfig, device: torch.device, seed: int, *, loss: str | None = None
+) -> Task:
+    """Seed everything, build teacher(s), corpus and student for ``name``; return its Task.
+
+    ``name`` is a registry loss, or a scenario of :data:`SCENARIOS` training ``loss``.
+    """
+    spec, demo = resolve(name, loss)
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    return BUILDERS[spec.kind].build(spec, cfg, device, gen)
+    return demo.build(spec, cfg, device, gen)

@@ -145,6 +145,25 @@ CLAIMS: tuple[Claim, ...] = (
         ),
     ),
     Claim(
+        "opd_beats_off_policy_fkl",
+        "On-policy distillation (the student's own samples, rewarded with the teacher's "
+        "per-token log-ratio) ends closer to the teacher in reverse KL and hallucinates less "
+        "than off-policy forward KL (the on-policy distillation recipes of 2025, after GKD and "
+        "MiniLLM).",
+        ("agarwal2023policy", "gu2023minillm"),
+        "opd_policy_gradient_loss has a lower held-out reverse KL and a lower hallucination mass "
+        "than forward_kl",
+        tuple(
+            (lo, m)
+            for lo in ("opd_policy_gradient_loss", "forward_kl")
+            for m in ("reverse_kl", "hallucination_mass")
+        ),
+        lambda v: all(
+            v("opd_policy_gradient_loss", m) < v("forward_kl", m)
+            for m in ("reverse_kl", "hallucination_mass")
+        ),
+    ),
+    Claim(
         "white_box_beats_black_box",
         "Distilling the teacher's distribution (white-box KD) beats fine-tuning on its samples "
         "(black-box, sequence-level KD) for the same budget.",

@@ -1,8 +1,10 @@
 r"""The zoo's capacity-limited student and the training task of each zoo loss.
 
-The zoo trains every token-level loss of the registry plus :data:`BASELINE` (cross-entropy on
-teacher samples, the black-box baseline), each through the step of its kind, with the
-parameters of its registry spec.
+The zoo trains every token-level loss of the registry, the on-policy policy-gradient losses
+(:attr:`~reference_impls.registry.Kind.ON_POLICY_PG`: each step the student samples one next
+token per context of the batch, scored by the teacher's log-prob of it) and :data:`BASELINE`
+(cross-entropy on teacher samples, the black-box baseline), each through the step of its kind,
+with the parameters of its registry spec.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import torch
 from torch import Tensor, nn
 
 from reference_impls.demos.world import Task
-from reference_impls.registry import SPECS, TOKEN_LEVEL_LOSSES, Kind
+from reference_impls.registry import LOSSES, SPECS, TOKEN_LEVEL_LOSSES, Kind
 from reference_impls.zoo.language import Language, ZooConfig
 
 #: The black-box baseline: cross-entropy on tokens sampled from the teacher.
 BASELINE = "sft_loss"
-#: What the zoo trains by default: every token-level loss, then the baseline.
-DEFAULT_LOSSES: tuple[str, ...] = (*TOKEN_LEVEL_LOSSES, BASELINE)
+#: Losses trained on the student's own samples (one sampled next token per context).
+ON_POLICY_LOSSES: tuple[str, ...] = tuple(s.name for s in LOSSES if s.kind is Kind.ON_POLICY_PG)
+#: What the zoo trains by default: every token-level loss, the on-policy ones, the baseline.
+DEFAULT_LOSSES: tuple[str, ...] = (*TOKEN_LEVEL_LOSSES, *ON_POLICY_LOSSES, BASELINE)
 ZOO_LOSSES: frozenset[str] = frozenset(DEFAULT_LOSSES)
 
 
@@ -46,7 +50,8 @@ def build_zoo_task(
     """Seed, draw the training pool, build the student and the step of ``loss``.
 
     The student initialisation depends on ``seed`` only (not on ``loss``), so every loss
-    starts from the same weights; the pool too. ``loss`` is a token-level loss or ``sft_loss``.
+    starts from the same weights; the pool too. ``loss`` is a token-level loss, an on-policy
+    loss or ``sft_loss``. On-policy samples come from a generator seeded with ``seed + 1``.
     """
     if loss not in ZOO_LOSSES:
         raise ValueError(f"the zoo trains {sorted(ZOO_LOSSES)}, not {loss!r}")
@@ -65,11 +70,18 @@ def build_zoo_task(
     if spec.fit_params is not None:
         params.update(spec.fit_params(language.teacher_logprobs(pool[0]), pool[1]))
 
+    sampler = torch.Generator(device=device).manual_seed(seed + 1)
+
     def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """The kind's call: targets for a sequence loss, teacher log-probs for a token loss."""
         logits = student(batch[0])
         if spec.kind is Kind.SEQUENCE:
             value = spec.function(logits, batch[1], **params)
+        elif spec.kind is Kind.ON_POLICY_PG:  # contexts as sequences of one sampled token
+            probs = logits.detach().softmax(-1)
+            sampled = torch.multinomial(probs, 1, generator=sampler)
+            log_p = language.teacher_logprobs(batch[0]).gather(-1, sampled)
+            value = spec.function(logits.unsqueeze(1), sampled, log_p, **params)
         else:
             value = spec.function(logits, language.teacher_logprobs(batch[0]), **params)
         return value, value
@@ -84,4 +96,5 @@ def build_zoo_task(
         teacher_logprobs=language.teacher_logprobs,
         eval_seqs=held_out,
         module=student,
+        sampler=sampler if spec.kind is Kind.ON_POLICY_PG else None,
     )
