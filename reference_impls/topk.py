@@ -388,22 +388,27 @@ def importance_weights(
     samples: int,
     logprobs: Tensor | None = None,
     proposal_logprobs: Tensor | None = None,
+    *,
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
     r"""The unbiased estimate :math:`\hat p_v = \frac{c_v}{N} \frac{p(v)}{\pi(v)}` of the teacher.
 
     Without log-probabilities (proposal = teacher, :math:`T_\pi = 1`): :math:`c_v / N`, which sums
     to 1 per token. Otherwise the ratio :math:`e^{\log p - \log \pi}` reweights each count and
     the sum is 1 only in expectation: the weights are deliberately **not** renormalised
-    (self-normalising would bias the estimate). float32 (float64 if the log-probs are).
+    (self-normalising would bias the estimate). ``dtype``: float32 unless the log-probs are
+    float64 (then float64).
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if (logprobs is None) != (proposal_logprobs is None):
         raise ValueError("pass both logprobs and proposal_logprobs, or neither")
-    weights = counts.float() / samples
+    if dtype is None:
+        wide = logprobs is not None and logprobs.dtype == torch.float64
+        dtype = torch.float64 if wide else torch.float32
+    weights = counts.to(dtype) / samples
     if logprobs is not None and proposal_logprobs is not None:
-        log_ratio = upcast(logprobs) - upcast(proposal_logprobs)
-        weights = weights.to(log_ratio.dtype) * log_ratio.exp()
+        weights = weights * (logprobs.to(dtype) - proposal_logprobs.to(dtype)).exp()
     return weights
 
 
