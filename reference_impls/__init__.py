@@ -16,6 +16,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from reference_impls.bitdistiller import teacher_confidence
+from reference_impls.difference_sampling import difference_scores, select_by_difference
 from reference_impls.fused import FusedLinearDistillLoss, fused_linear_distill
 from reference_impls.registry import (
     LOSSES,
@@ -50,8 +51,10 @@ __all__ = [
     "Kind",
     "LossSpec",
     "TokenLevelLoss",
+    "difference_scores",
     "fused_linear_distill",
     "mask_from_labels",
+    "select_by_difference",
     "spec_of",
     "teacher_confidence",
     "teacher_topk",
