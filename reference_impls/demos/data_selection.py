@@ -57,7 +57,7 @@ def pretrain(
         batch = docs[torch.randint(len(docs), (32,), generator=gen, device=docs.device)]
         loss = -token_logps(model(batch[:, :-1]).logits, batch).mean()
         optimizer.zero_grad()
-        loss.backward()
+        torch.autograd.backward(loss)
         optimizer.step()
     return model
 
