@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from reference_impls.demos import data_selection
+from reference_impls.demos.data_selection import main as difference_sampling
 from reference_impls.demos.run import resolve_device, run_demo
 from reference_impls.registry import LOSSES
 
@@ -16,7 +16,7 @@ PROG = "python -m reference_impls.demos"
 
 #: Demos that are not the training of one registry loss: name -> its ``main(argv)``.
 SCENARIOS: dict[str, Callable[[Sequence[str]], int]] = {
-    "difference_sampling": data_selection.main,
+    "difference_sampling": difference_sampling,
 }
 
 
