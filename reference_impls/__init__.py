@@ -16,6 +16,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from reference_impls.bitdistiller import teacher_confidence
+from reference_impls.difference_sampling import difference_scores, select_by_difference
 from reference_impls.fused import FusedLinearDistillLoss, fused_linear_distill
 from reference_impls.on_policy import KLEstimates, kl_estimators, speculative_kd_sample
 from reference_impls.registry import (
@@ -52,9 +53,11 @@ __all__ = [
     "Kind",
     "LossSpec",
     "TokenLevelLoss",
+    "difference_scores",
     "fused_linear_distill",
     "kl_estimators",
     "mask_from_labels",
+    "select_by_difference",
     "spec_of",
     "speculative_kd_sample",
     "teacher_confidence",

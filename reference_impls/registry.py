@@ -84,6 +84,8 @@ class Kind(StrEnum):
     SCORED_RANKING = "scored ranking"
     #: ``fn(student_logits, topk_ids, topk_logprobs, mask=None, **params)``
     SPARSE_TOPK = "sparse top-k"
+    #: ``fn(student_logits, ids, weights, mask=None, **params)``: sampled teacher targets
+    SPARSE_SAMPLED = "sparse sampled"
 
 
 #: Parameters measured on the training data: ``(teacher_logits, target_ids) -> params``.
@@ -198,6 +200,7 @@ LOSSES: tuple[LossSpec, ...] = (
     LossSpec(topk.topk_forward_kl, Kind.SPARSE_TOPK),
     LossSpec(topk.topk_reverse_kl, Kind.SPARSE_TOPK),
     LossSpec(topk.topk_generalized_jsd, Kind.SPARSE_TOPK),
+    LossSpec(topk.sampled_kd_loss, Kind.SPARSE_SAMPLED),
 )
 
 #: Specs by name.

@@ -47,12 +47,21 @@ accurate; it is clamped below at the smallest normal number so that its log stay
 teacher's :math:`r = -\mathrm{expm1}(\operatorname{logsumexp}_{i \in I} a_i)` is clamped to
 :math:`[\text{tiny}, 1]` (rounded stored values, bfloat16 especially, can sum to slightly more
 than 1; the top-k part is then renormalised to sum to 1).
+
+**Sampled targets instead of the top-k** (Sparse Logit Sampling, Anshumann et al. 2025). The
+top-k teacher is biased: its optimum is the truncated teacher. :func:`teacher_sample` draws
+:math:`N` ids per token from a proposal :math:`\pi \propto p_T^{1/T_\pi}` and keeps the
+distinct ids with their counts :math:`c_v`; :func:`importance_weights` turns them into the
+estimate :math:`\hat p_v = \frac{c_v}{N} \frac{p_T(v)}{\pi(v)}` (:math:`c_v / N` at
+:math:`T_\pi = 1`), whose expectation is :math:`p_T` exactly, and :func:`sampled_kd_loss` is the
+cross-entropy against it: an unbiased estimate of the dense soft cross-entropy and of its
+gradient.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -314,4 +323,153 @@ def topk_generalized_jsd(
     p, q = log_p.exp(), log_q.exp()
     log_m = log_mix(p, q, beta)
     per_token = beta * kl_per_token(log_p, log_m, p) + (1 - beta) * kl_per_token(log_q, log_m, q)
+    return reduce_tokens(per_token, mask)
+
+
+# ---------------------------------------------------------------------- sampled targets
+
+
+class TeacherSample(NamedTuple):
+    r"""Distinct sampled ids of ``n`` tokens, flattened: token ``t`` owns ``n_unique[t]`` entries.
+
+    ``ids`` ascend within a token; ``counts`` say how often each was drawn (they sum to ``N``
+    per token); ``logprobs`` are :math:`\log p_T` and ``proposal_logprobs`` :math:`\log \pi`
+    at those ids. All ``[entries]`` except ``n_unique`` ``[n]``; integers are int64.
+    """
+
+    n_unique: Tensor
+    ids: Tensor
+    counts: Tensor
+    logprobs: Tensor
+    proposal_logprobs: Tensor
+
+
+@torch.no_grad()
+def teacher_sample(
+    teacher_logits: Tensor,
+    samples: int,
+    *,
+    temperature: float = 1.0,
+    proposal_temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> TeacherSample:
+    r"""Draw ``samples`` ids per token from :math:`\pi \propto p_T^{1/T_\pi}`; keep distinct ones.
+
+    ``teacher_logits`` ``[..., V]`` (flattened to ``[n, V]``), :math:`p_T = \mathrm{softmax}(z_t
+    / T)` with ``temperature`` :math:`T`, :math:`\pi = \mathrm{softmax}(z_t / (T\, T_\pi))`.
+    Draws are with replacement, from ``generator`` (on the logits' device) if given.
+    """
+    check_temperature(temperature)
+    check_temperature(proposal_temperature)
+    vocab = teacher_logits.shape[-1]
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    log_p = torch.log_softmax(upcast(teacher_logits.detach()).reshape(-1, vocab) / temperature, -1)
+    log_pi = (
+        log_p
+        if proposal_temperature == 1.0
+        else torch.log_softmax(log_p / proposal_temperature, -1)
+    )
+    draws = torch.multinomial(log_pi.exp(), samples, replacement=True, generator=generator)
+    draws = draws.sort(dim=-1).values
+    first = torch.ones_like(draws, dtype=torch.bool)  # the first draw of each distinct id
+    first[:, 1:] = draws[:, 1:] != draws[:, :-1]
+    starts = first.flatten().nonzero().squeeze(-1)
+    end = torch.tensor([draws.numel()], device=draws.device)
+    counts = torch.diff(starts, append=end)
+    n_unique = first.sum(dim=-1)
+    ids = draws[first]
+    rows = torch.repeat_interleave(torch.arange(len(draws), device=draws.device), n_unique)
+    return TeacherSample(n_unique, ids, counts, log_p[rows, ids], log_pi[rows, ids])
+
+
+def importance_weights(
+    counts: Tensor,
+    samples: int,
+    logprobs: Tensor | None = None,
+    proposal_logprobs: Tensor | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    r"""The unbiased estimate :math:`\hat p_v = \frac{c_v}{N} \frac{p(v)}{\pi(v)}` of the teacher.
+
+    Without log-probabilities (proposal = teacher, :math:`T_\pi = 1`): :math:`c_v / N`, which sums
+    to 1 per token. Otherwise the ratio :math:`e^{\log p - \log \pi}` reweights each count and
+    the sum is 1 only in expectation: the weights are deliberately **not** renormalised
+    (self-normalising would bias the estimate). ``dtype``: float32 unless the log-probs are
+    float64 (then float64).
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if (logprobs is None) != (proposal_logprobs is None):
+        raise ValueError("pass both logprobs and proposal_logprobs, or neither")
+    if dtype is None:
+        wide = logprobs is not None and logprobs.dtype == torch.float64
+        dtype = torch.float64 if wide else torch.float32
+    weights = counts.to(dtype) / samples
+    if logprobs is not None and proposal_logprobs is not None:
+        weights = weights * (logprobs.to(dtype) - proposal_logprobs.to(dtype)).exp()
+    return weights
+
+
+def _check_sampled_inputs(
+    student_logits: Tensor, ids: Tensor, weights: Tensor, mask: Tensor | None
+) -> Tensor:
+    """Validate shapes, dtypes and (on counted tokens) values; return the bool mask."""
+    s_shape, i_shape, w_shape = (tuple(t.shape) for t in (student_logits, ids, weights))
+    if student_logits.dim() == 0 or student_logits.shape[-1] == 0:
+        raise ValueError(f"student logits need a non-empty vocabulary dimension, got {s_shape}")
+    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+        raise TypeError(f"ids must be an integer tensor, got dtype {ids.dtype}")
+    if not weights.is_floating_point():
+        raise TypeError(f"weights must be floating point, got dtype {weights.dtype}")
+    if i_shape != w_shape or ids.dim() != student_logits.dim() or i_shape[:-1] != s_shape[:-1]:
+        raise ValueError(
+            f"ids and weights must be [..., m] with the student's token shape: student logits "
+            f"{s_shape}, ids {i_shape}, weights {w_shape}"
+        )
+    mask = check_mask(mask, student_logits)
+    kept_ids, kept_w = ids[mask], weights.detach()[mask]
+    vocab = s_shape[-1]
+    if kept_ids.numel() and (bool((kept_ids < 0).any()) or bool((kept_ids >= vocab).any())):
+        raise ValueError(
+            f"ids must lie in [0, V={vocab}), got values in "
+            f"[{int(kept_ids.min())}, {int(kept_ids.max())}]"
+        )
+    if kept_w.numel() and not bool(((kept_w >= 0) & kept_w.isfinite()).all()):
+        raise ValueError("weights must be finite and >= 0 at counted tokens")
+    return mask
+
+
+def sampled_kd_loss(
+    student_logits: Tensor,
+    ids: Tensor,
+    weights: Tensor,
+    mask: Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+) -> Tensor:
+    r"""Cross-entropy against a sampled, importance-weighted teacher (Sparse Logit Sampling).
+
+    .. math:: \mathcal L = -\sum_{j} \hat p_j \log q_T(v_j), \qquad
+        \frac{\partial \mathcal L}{\partial z_u} = \frac{1}{T}\Big(\big(\textstyle\sum_j
+        \hat p_j\big)\, q_T(u) - \hat p_u\Big)
+
+    per token, averaged over counted tokens, with ``ids`` :math:`v_j` and ``weights``
+    :math:`\hat p_j` ``[..., m]`` (from :func:`importance_weights`, e.g. read back with
+    :class:`reference_impls.teacher_cache.TeacherCache`; padding slots carry weight 0, a
+    repeated id simply adds its weights) and :math:`q_T = \mathrm{softmax}(z / T)` over the full
+    vocabulary. Since :math:`E[\hat p] = p`, the expected loss is the dense soft cross-entropy
+    :math:`\mathrm{KL}(p \| q) + H(p)` and the expected logit gradient is :math:`(q - p) / T`.
+    The weights are constants (detached) and used as given, not renormalised.
+    """
+    check_temperature(temperature)
+    mask = _check_sampled_inputs(student_logits, ids, weights, mask)
+    log_q = torch.log_softmax(upcast(student_logits) / temperature, dim=-1)
+    w = upcast(weights.detach())
+    dtype = torch.promote_types(log_q.dtype, w.dtype)
+    keep = mask.unsqueeze(-1)
+    safe_ids = torch.where(keep, ids.long(), torch.zeros_like(ids, dtype=torch.long))
+    w = torch.where(keep, w.to(dtype), torch.zeros((), dtype=dtype, device=w.device))
+    per_token = -(w * log_q.to(dtype).gather(-1, safe_ids)).sum(dim=-1)
     return reduce_tokens(per_token, mask)

@@ -5,25 +5,35 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from reference_impls.demos.data_selection import main as difference_sampling
 from reference_impls.demos.run import resolve_device, run_demo
 from reference_impls.demos.tasks import SCENARIOS
 from reference_impls.registry import LOSSES, TOKEN_LEVEL_LOSSES
 
 PROG = "python -m reference_impls.demos"
 
+#: Demos that are not the training of one registry loss: name -> its ``main(argv)``.
+SCENARIOS: dict[str, Callable[[Sequence[str]], int]] = {
+    "difference_sampling": difference_sampling,
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (``sys.argv[1:]`` by default), train, print; return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SCENARIOS:
+        return SCENARIOS[argv[0]](argv[1:])
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Train a tiny student with one loss of the registry and print the loss "
         "and the held-out KL(teacher || student).",
         epilog=(
             "Data-parallel: torchrun --nproc_per_node=K -m reference_impls.demos LOSS [options] "
-            "(gloo on CPU, nccl on GPU; the global batch is unchanged)."
+            "(gloo on CPU, nccl on GPU; the global batch is unchanged). Scenarios (own "
+            f"options, see SCENARIO --help): {', '.join(SCENARIOS)}."
         ),
     )
     names = [spec.name for spec in LOSSES]

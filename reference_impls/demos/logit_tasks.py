@@ -41,6 +41,8 @@ from reference_impls.teacher_cache import TeacherCache, write_teacher_cache
 
 #: Top-k size the sparse demos cache (of V = 32).
 DEMO_K = 8
+#: Draws per token of the sampled-cache demo.
+DEMO_SAMPLES = 16
 
 
 def _logits_task(
@@ -183,10 +185,10 @@ def attention_task(
     return make_task(spec.name, w, student, step)
 
 
-def sparse_topk_task(
-    spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
+def _cached_task(
+    spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator, **cache: Any
 ) -> Task:
-    """Cache the teacher's top-k on the training inputs, then train the student from the cache."""
+    """Cache the teacher's sparse targets on the training inputs; train the student from them."""
     teacher, w, student = teacher_world_student(cfg, device, gen)
 
     def teacher_logits(ids: Tensor) -> Tensor:
@@ -195,23 +197,37 @@ def sparse_topk_task(
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_teacher_cache(
-            Path(tmp) / "teacher_topk.safetensors",
+            Path(tmp) / "teacher.safetensors",
             teacher_logits,
             w.train[:, :-1].cpu(),
-            k=DEMO_K,
             chunk_size=128,
             batch_size=64,
             teacher_description="reference_impls.demos random teacher",
             device=device,
             progress=False,
+            **cache,
         )
-        with TeacherCache.open(path) as cache:
-            ids, logprobs, _ = cache.get_batch(range(len(cache)))
+        with TeacherCache.open(path) as stored:
+            ids, values, _ = stored.get_batch(range(len(stored)))
 
     def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        seqs, batch_ids, batch_logprobs = batch
+        seqs, batch_ids, batch_values = batch
         x = seqs[:, :-1]
-        loss = spec.function(student(x).logits, batch_ids, batch_logprobs, w.mask(x), **spec.params)
+        loss = spec.function(student(x).logits, batch_ids, batch_values, w.mask(x), **spec.params)
         return loss, loss
 
-    return make_task(spec.name, w, student, step, (w.train, ids.to(device), logprobs.to(device)))
+    return make_task(spec.name, w, student, step, (w.train, ids.to(device), values.to(device)))
+
+
+def sparse_topk_task(
+    spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
+) -> Task:
+    """Cache the teacher's top-k on the training inputs, then train the student from the cache."""
+    return _cached_task(spec, cfg, device, gen, k=DEMO_K)
+
+
+def sparse_sampled_task(
+    spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
+) -> Task:
+    """Cache sampled teacher ids and counts on the training inputs; train from their weights."""
+    return _cached_task(spec, cfg, device, gen, mode="sampled", samples=DEMO_SAMPLES, seed=0)

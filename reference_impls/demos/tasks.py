@@ -15,10 +15,12 @@ import torch
 
 from reference_impls.demos.logit_tasks import (
     DEMO_K,
+    DEMO_SAMPLES,
     attention_task,
     cross_tokenizer_task,
     hidden_state_task,
     multi_teacher_task,
+    sparse_sampled_task,
     sparse_topk_task,
     token_level_task,
 )
@@ -126,6 +128,12 @@ BUILDERS: dict[Kind, KindDemo] = {
         f"teacher top-{DEMO_K} log-probs (of V = 32) cached once with write_teacher_cache "
         "(float32, T_store = 1) and read back with TeacherCache; the teacher is not run "
         "during training",
+    ),
+    Kind.SPARSE_SAMPLED: KindDemo(
+        sparse_sampled_task,
+        f"{DEMO_SAMPLES} teacher draws per token (of V = 32, proposal = teacher) cached once "
+        "as distinct ids with counts (write_teacher_cache mode='sampled'); the loss uses the "
+        "weights TeacherCache reads back; the teacher is not run during training",
     ),
 }
 

@@ -45,6 +45,15 @@ def _lower(loss: str, other: str, metric: str) -> Callable[[Lookup], bool]:
     return lambda v: v(loss, metric) < v(other, metric)
 
 
+_TOPK, _SAMPLED = "topk_forward_kl_k8", "sampled_kd_loss_at_k8_bytes"  # zoo.sparse entries
+
+
+def _closer_to_dense(v: Lookup) -> bool:
+    """The sampled cache's student is nearer the dense forward-KL student than top-k's."""
+    dense = v("forward_kl", "forward_kl")
+    return abs(v(_SAMPLED, "forward_kl") - dense) < abs(v(_TOPK, "forward_kl") - dense)
+
+
 _GJSD_PATH = ("forward_kl", "js_divergence", "generalized_jsd", "reverse_kl")  # beta 0, .5, .9, 1
 
 #: What both AKL claims rest on: head and tail gaps of AKL and of the two KLs.
@@ -171,6 +180,16 @@ CLAIMS: tuple[Claim, ...] = (
         "forward_kl reaches a lower held-out forward KL than sft_loss on teacher samples",
         (("forward_kl", "forward_kl"), ("sft_loss", "forward_kl")),
         lambda v: v("forward_kl", "forward_kl") < v("sft_loss", "forward_kl"),
+    ),
+    Claim(
+        "sampled_cache_beats_topk_at_equal_bytes",
+        "At equal storage, a sampled (unbiased) teacher cache distils closer to dense "
+        "distillation than a top-k (biased) cache (Sparse Logit Sampling).",
+        ("anshumann2025sparse",),
+        f"{_SAMPLED}'s held-out forward KL is nearer forward_kl's than {_TOPK}'s is (the "
+        "sampled cache's N chosen so its expected bytes per token do not exceed top-8's)",
+        tuple((lo, "forward_kl") for lo in ("forward_kl", _TOPK, _SAMPLED)),
+        _closer_to_dense,
     ),
     Claim(
         "soft_ce_trains_like_fkl",

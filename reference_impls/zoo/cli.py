@@ -12,6 +12,7 @@ from pathlib import Path
 from reference_impls.demos.run import resolve_device
 from reference_impls.zoo.language import ZooConfig
 from reference_impls.zoo.run import format_summary, run_zoo, write_outputs
+from reference_impls.zoo.sparse import SPARSE_ENTRIES
 from reference_impls.zoo.student import DEFAULT_LOSSES
 
 
@@ -29,10 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--losses",
         nargs="+",
-        choices=DEFAULT_LOSSES,
+        choices=(*DEFAULT_LOSSES, *SPARSE_ENTRIES),
         default=list(DEFAULT_LOSSES),
         metavar="LOSS",
-        help=f"losses to train (default: all of {', '.join(DEFAULT_LOSSES)})",
+        help=f"losses to train (default: all of {', '.join(DEFAULT_LOSSES)}; also the sparse-"
+        f"cache entries {', '.join(SPARSE_ENTRIES)})",
     )
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps per run")

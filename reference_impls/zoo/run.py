@@ -30,6 +30,7 @@ from reference_impls.zoo.results import (
     ZooReport,
     run_value,
 )
+from reference_impls.zoo.sparse import SPARSE_ENTRIES, entry_params
 from reference_impls.zoo.student import BASELINE, DEFAULT_LOSSES, ZOO_LOSSES, build_zoo_task
 
 
@@ -92,8 +93,15 @@ def summarize(runs: Sequence[Run]) -> tuple[dict[str, float], dict[str, float]]:
     return mean, std
 
 
-def _loss_params(loss: str) -> dict[str, object]:
+def _loss_params(loss: str, cfg: ZooConfig, language: Language) -> dict[str, object]:
     """The loss's parameters as recorded in ``zoo.json`` (measured ones by their function)."""
+    if loss in SPARSE_ENTRIES:
+        entry = SPARSE_ENTRIES[loss]
+        return {
+            "loss": entry.loss,
+            **SPECS[entry.loss].params,
+            **entry_params(loss, language, cfg.n_pool),
+        }
     spec = SPECS[loss]
     params: dict[str, object] = dict(spec.params)
     if spec.fit_params is not None:
@@ -116,7 +124,7 @@ def run_zoo(
     """
     unknown = [lo for lo in losses if lo not in ZOO_LOSSES]
     if unknown or not losses:
-        raise ValueError(f"losses must be a non-empty subset of {list(DEFAULT_LOSSES)}: {unknown}")
+        raise ValueError(f"losses must be a non-empty subset of {sorted(ZOO_LOSSES)}: {unknown}")
     if not seeds:
         raise ValueError("at least one seed is needed")
     cfg = config or ZooConfig()
@@ -139,7 +147,7 @@ def run_zoo(
                 mean, std = summarize(runs)
                 results[loss] = {
                     "kind": "black-box" if loss == BASELINE else "white-box",
-                    "params": _loss_params(loss),
+                    "params": _loss_params(loss, cfg, language),
                     "mean": mean,
                     "std": std,
                     "runs": runs,

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from reference_impls.demos.world import Task
 from reference_impls.registry import LOSSES, SPECS, TOKEN_LEVEL_LOSSES, Kind
 from reference_impls.zoo.language import Language, ZooConfig
+from reference_impls.zoo.sparse import SPARSE_ENTRIES, cached_targets
 
 #: The black-box baseline: cross-entropy on tokens sampled from the teacher.
 BASELINE = "sft_loss"
@@ -22,7 +23,9 @@ BASELINE = "sft_loss"
 ON_POLICY_LOSSES: tuple[str, ...] = tuple(s.name for s in LOSSES if s.kind is Kind.ON_POLICY_PG)
 #: What the zoo trains by default: every token-level loss, the on-policy ones, the baseline.
 DEFAULT_LOSSES: tuple[str, ...] = (*TOKEN_LEVEL_LOSSES, *ON_POLICY_LOSSES, BASELINE)
-ZOO_LOSSES: frozenset[str] = frozenset(DEFAULT_LOSSES)
+#: Everything the zoo can train: the defaults and the sparse-cache entries (opt-in).
+ZOO_LOSSES: frozenset[str] = frozenset(DEFAULT_LOSSES) | frozenset(SPARSE_ENTRIES)
+_SPARSE_KINDS = (Kind.SPARSE_TOPK, Kind.SPARSE_SAMPLED)
 
 
 class ZooStudent(nn.Module):
@@ -64,8 +67,10 @@ def build_zoo_task(
     contexts = language.contexts(pick)
     probs = language.log_probs.cpu()[pick].double().exp()
     targets = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
-    pool = (contexts.to(device), targets.to(device))
-    spec = SPECS[loss]
+    pool: tuple[Tensor, ...] = (contexts.to(device), targets.to(device))
+    spec = SPECS[SPARSE_ENTRIES[loss].loss] if loss in SPARSE_ENTRIES else SPECS[loss]
+    if loss in SPARSE_ENTRIES:  # the cache's sparse targets at the pool's contexts
+        pool = (*pool, *cached_targets(loss, language, pool[0], seed))
     params = dict(spec.params)
     if spec.fit_params is not None:
         params.update(spec.fit_params(language.teacher_logprobs(pool[0]), pool[1]))
@@ -82,6 +87,8 @@ def build_zoo_task(
             sampled = torch.multinomial(probs, 1, generator=sampler)
             log_p = language.teacher_logprobs(batch[0]).gather(-1, sampled)
             value = spec.function(logits.unsqueeze(1), sampled, log_p, **params)
+        elif spec.kind in _SPARSE_KINDS:
+            value = spec.function(logits, batch[2], batch[3], **params)
         else:
             value = spec.function(logits, language.teacher_logprobs(batch[0]), **params)
         return value, value
