@@ -15,8 +15,8 @@ from reference_impls.registry import LOSSES, TOKEN_LEVEL_LOSSES
 
 PROG = "python -m reference_impls.demos"
 
-#: Demos that are not the training of one registry loss: name -> its ``main(argv)``.
-SCENARIOS: dict[str, Callable[[Sequence[str]], int]] = {
+#: Demos with their own command line (not one loss trained by the shared loop): name -> main.
+STANDALONE_DEMOS: dict[str, Callable[[Sequence[str]], int]] = {
     "difference_sampling": difference_sampling,
 }
 
@@ -24,22 +24,23 @@ SCENARIOS: dict[str, Callable[[Sequence[str]], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (``sys.argv[1:]`` by default), train, print; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SCENARIOS:
-        return SCENARIOS[argv[0]](argv[1:])
+    if argv and argv[0] in STANDALONE_DEMOS:
+        return STANDALONE_DEMOS[argv[0]](argv[1:])
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Train a tiny student with one loss of the registry and print the loss "
         "and the held-out KL(teacher || student).",
         epilog=(
             "Data-parallel: torchrun --nproc_per_node=K -m reference_impls.demos LOSS [options] "
-            "(gloo on CPU, nccl on GPU; the global batch is unchanged). Scenarios (own "
-            f"options, see SCENARIO --help): {', '.join(SCENARIOS)}."
+            "(gloo on CPU, nccl on GPU; the global batch is unchanged). Scenarios train any "
+            f"token-level loss (--loss): {', '.join(SCENARIOS)}. Demos with their own options "
+            f"(see DEMO --help): {', '.join(STANDALONE_DEMOS)}."
         ),
     )
     names = [spec.name for spec in LOSSES]
     parser.add_argument(
         "loss",
-        choices=[*names, *SCENARIOS],
+        choices=[*names, *SCENARIOS, *STANDALONE_DEMOS],
         metavar="LOSS",
         help=f"a loss of the registry: {', '.join(names)}; or a scenario: {', '.join(SCENARIOS)}",
     )
