@@ -29,7 +29,7 @@ from reference_impls.registry import (
     spec_of,
 )
 from reference_impls.tokens import TokenLevelLoss, mask_from_labels
-from reference_impls.topk import teacher_topk
+from reference_impls.topk import TeacherSample, importance_weights, teacher_sample, teacher_topk
 
 
 def __getattr__(name: str) -> Callable[..., Tensor]:
@@ -52,15 +52,18 @@ __all__ = [
     "KLEstimates",
     "Kind",
     "LossSpec",
+    "TeacherSample",
     "TokenLevelLoss",
     "difference_scores",
     "fused_linear_distill",
+    "importance_weights",
     "kl_estimators",
     "mask_from_labels",
     "select_by_difference",
     "spec_of",
     "speculative_kd_sample",
     "teacher_confidence",
+    "teacher_sample",
     "teacher_topk",
     *REGISTRY,
 ]

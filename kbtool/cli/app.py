@@ -30,6 +30,7 @@ from kbtool.cli.common import (
 )
 from kbtool.cli.import_papers import import_papers_cmd
 from kbtool.cli.progress import progress
+from kbtool.cli.run_demos import run_cmd, zoo_cmd
 from kbtool.cli.search import search_cmd, suggest_cmd
 from kbtool.cli.show import summary
 from kbtool.cli.tables import Column, fitted_table, short_loss
@@ -362,82 +363,12 @@ app.command("import-papers")(friendly(import_papers_cmd))
 
 
 # --- reference implementations ---------------------------------------------------------------
-@app.command()
-@friendly
-def run(
-    method: Annotated[str, typer.Argument(help="Method id (or a loss name from reference_impls).")],
-    steps: Annotated[int | None, typer.Option(help="Training steps (default: the demo's).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    hf: Annotated[
-        bool,
-        typer.Option(
-            "--hf", help="Train tiny Hugging Face models with the DistillationTrainer instead."
-        ),
-    ] = False,
-    root: RootOption = None,
-) -> None:
-    """Run the demo of a method's loss, as ``python -m reference_impls.demos <loss>`` does;
-    with ``--hf``, as ``python -m reference_impls.integrations <loss>`` does.
-
-    Imports torch (and, with --hf, transformers) lazily.
-    """
-    loss = _loss_name(method, root)
-    if hf:
-        _run_hf(method, loss, steps)
-        return
-    try:
-        from reference_impls.demos import run_demo  # lazy: torch is heavy
-    except ModuleNotFoundError as exc:
-        raise CliError(f"the demos need torch ({exc}); install it with: pip install torch") from exc
-
-    if device not in ("auto", "cpu", "cuda"):
-        raise CliError(f"unknown device {device!r}; use auto, cpu or cuda")
-    result = run_demo(loss, steps=steps, device=device)
-    out.print(f"{method}: {loss} on {result.device}, final loss {result.losses[-1]:.4f}")
-
-
-@app.command(
+app.command("run")(friendly(run_cmd))
+app.command(
+    "zoo",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
-)
-def zoo(ctx: typer.Context) -> None:
-    """Distil one teacher into one student with every token-level loss and compare them.
-
-    Options are those of ``python -m reference_impls.zoo`` (--losses, --seeds, --steps,
-    --device, --out, --quiet; see ``kbtool zoo --help``). Imports torch lazily.
-    """
-    from reference_impls.zoo import main as zoo_main
-
-    raise typer.Exit(zoo_main(list(ctx.args)))
-
-
-def _run_hf(method: str, loss: str, steps: int | None) -> None:
-    """The tiny Hugging Face run of a loss through the DistillationTrainer."""
-    try:  # deferred: torch and transformers are heavy, transformers is an optional extra
-        from reference_impls.integrations.tiny import run_tiny_hf_demo
-    except ImportError as exc:
-        raise CliError(
-            f"--hf needs the Hugging Face extra ({exc}); install it with: "
-            "pip install -c requirements.lock.txt -e '.[hf]'"
-        ) from exc
-    result = run_tiny_hf_demo(loss, steps=steps or 20)
-    out.print(
-        f"{method}: {loss} on tiny {result['family']} through the DistillationTrainer, "
-        f"held-out KL(teacher || student) {result['kl_before']:.4f} -> {result['kl_after']:.4f}"
-    )
-
-
-def _loss_name(method: str, root: Path | None) -> str:
-    kb = _kb(root)
-    if method in kb.methods:
-        dotted = kb.methods[method].loss
-        if dotted is None:
-            raise CliError(f"method {method!r} has no reference implementation yet")
-        return dotted.rsplit(".", 1)[1]
-    known = {m.loss.rsplit(".", 1)[1] for m in kb.methods.values() if m.loss}
-    if method in known:
-        return method
-    raise CliError(f"unknown method {method!r}; see `kbtool methods`")
+)(zoo_cmd)
 
 
 # --- semantic search and placement (kbtool[semantic] optional) ------------------------------

@@ -28,6 +28,8 @@ ARXIV_ID_PATTERN = r"^\d{4}\.\d{4,5}$"
 URL_PATTERN = r"^https?://[^\s<>\"']+$"
 REPO_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 LOSS_PATTERN = r"^reference_impls(?:\.[A-Za-z_][A-Za-z0-9_]*)+$"
+#: A demo's arguments: a demo name, then options and plain values (no shell syntax).
+DEMO_PATTERN = r"^[a-z_][a-z0-9_]*(?: [A-Za-z0-9_.=-]+)*$"
 MIN_YEAR = 1990
 MAX_YEAR = 2030
 
@@ -110,6 +112,16 @@ class Method(_Strict):
     )
     generalizes: list[Reduction] = Field(
         default_factory=list, description="Methods whose loss this one reduces to."
+    )
+    utilities: list[Annotated[str, StringConstraints(pattern=LOSS_PATTERN)]] = Field(
+        default_factory=list,
+        description="Dotted names of the other reference functions the method needs beside its "
+        "loss (samplers, estimators, schedules, data selection); the site shows their code.",
+    )
+    demo: Annotated[str, StringConstraints(pattern=DEMO_PATTERN)] | None = Field(
+        default=None,
+        description="Arguments of 'python -m reference_impls.demos' that run this method, when "
+        "that is not its loss's own demo (a scenario such as 'speculative_kd --loss forward_kl').",
     )
 
 

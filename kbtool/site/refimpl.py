@@ -49,7 +49,7 @@ def package_dir() -> Path:
 
 
 def _definitions(pkg: Path) -> dict[str, str]:
-    """Top-level functions of the package's top-level modules: name -> module file stem."""
+    """Top-level functions and classes of the package's modules: name -> module file stem."""
     files = tuple((p, p.stat().st_mtime_ns) for p in sorted(pkg.glob("*.py")))
     return _parse_definitions(files)
 
@@ -61,19 +61,23 @@ def _parse_definitions(files: tuple[tuple[Path, int], ...]) -> dict[str, str]:
     for path, _ in files:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_"):
                 out.setdefault(node.name, path.stem)
     return out
+
+
+#: What a method may point at: a function (a loss, a sampler) or a class (a schedule).
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def _function_span(path: Path, name: str) -> tuple[int, int]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+        if isinstance(node, _DEFINITIONS) and node.name == name:
             first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
             assert node.end_lineno is not None
             return first, node.end_lineno
-    raise ReferenceImplError(f"no top-level function {name!r} in {path}")
+    raise ReferenceImplError(f"no top-level function or class {name!r} in {path}")
 
 
 def locate(dotted: str, pkg_dir: Path | None = None) -> LossSource:
@@ -86,7 +90,9 @@ def locate(dotted: str, pkg_dir: Path | None = None) -> LossSource:
     if len(parts) == 2:
         defined = _definitions(pkg)
         if function not in defined:
-            raise ReferenceImplError(f"no module of {PACKAGE} defines a function {function!r}")
+            raise ReferenceImplError(
+                f"no module of {PACKAGE} defines a function or class {function!r}"
+            )
         module, original = f"{PACKAGE}.{defined[function]}", function
     else:
         module, original = ".".join(parts[:-1]), function

@@ -31,6 +31,7 @@ from kbtool.site.new_since_survey import PAGE as NEW_SINCE_SURVEY_PAGE
 from kbtool.site.new_since_survey import render_page as render_new_since_survey
 from kbtool.site.new_since_survey import row_facets, site_globals
 from kbtool.site.refimpl import (
+    PACKAGE,
     LossSource,
     ReferenceImplError,
     locate,
@@ -275,7 +276,9 @@ class _Renderer:
                 mathml = None
                 self.result.notes.append(f"method {method.id}: {exc}")
             commands = [RUN_COMMAND.format(method_id=method.id)]
-            if source is not None:
+            if method.demo is not None:
+                commands.append(f"python -m {PACKAGE}.demos {method.demo}")
+            elif source is not None:
                 commands.append(source.demo_command)
             trainer_kind = _trainer_kind(method.loss, kinds)
             if trainer_kind != "none":
@@ -289,6 +292,7 @@ class _Renderer:
                 method=method,
                 formula_mathml=mathml,
                 source=source,
+                utilities=[self._locate(method, name) for name in method.utilities],
                 run_commands="\n".join(commands),
                 introducing=introducing,
                 using=[p for p in self.kb.papers_using(method.id) if p.id not in method.papers],
@@ -300,10 +304,11 @@ class _Renderer:
             )
 
     def _source(self, method: Method) -> LossSource | None:
-        if method.loss is None:
-            return None
+        return None if method.loss is None else self._locate(method, method.loss)
+
+    def _locate(self, method: Method, dotted: str) -> LossSource:
         try:
-            return locate(method.loss, self.pkg_dir)
+            return locate(dotted, self.pkg_dir)
         except ReferenceImplError as exc:
             raise SiteRenderError(f"method {method.id}: {exc}") from exc
 
