@@ -23,6 +23,7 @@ from reference_impls.demos.logit_tasks import (
 )
 from reference_impls.demos.models import DemoConfig
 from reference_impls.demos.sequence_tasks import (
+    contrastive_task,
     on_policy_task,
     pairwise_preference_task,
     policy_gradient_task,
@@ -90,6 +91,11 @@ BUILDERS: dict[Kind, KindDemo] = {
         on_policy_task,
         "surrogate on responses sampled from the current student; the surrogate's value is "
         "not the objective, so the logged loss is the per-token reverse KL(q||p) on them",
+    ),
+    Kind.CONTRASTIVE: KindDemo(
+        contrastive_task,
+        "teacher-sampled responses against responses sampled from the current student at "
+        "every step, same prompts",
     ),
     Kind.CROSS_TOKENIZER: KindDemo(
         cross_tokenizer_task,

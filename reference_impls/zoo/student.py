@@ -2,7 +2,7 @@ r"""The zoo's capacity-limited student and the training task of each zoo loss.
 
 The zoo trains every token-level loss of the registry plus :data:`BASELINE` (cross-entropy on
 teacher samples, the black-box baseline), each through the step of its kind, with the
-parameters of its registry spec.
+parameters of its registry spec (advanced by the spec's ``schedule`` after every step, if any).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from reference_impls.demos.world import Task
+from reference_impls.demos.world import StepParams, Task
 from reference_impls.registry import SPECS, TOKEN_LEVEL_LOSSES, Kind
 from reference_impls.zoo.language import Language, ZooConfig
 
@@ -64,14 +64,15 @@ def build_zoo_task(
     params = dict(spec.params)
     if spec.fit_params is not None:
         params.update(spec.fit_params(language.teacher_logprobs(pool[0]), pool[1]))
+    scheduled = StepParams(params, spec.schedule(cfg.steps) if spec.schedule else None)
 
     def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """The kind's call: targets for a sequence loss, teacher log-probs for a token loss."""
-        logits = student(batch[0])
+        logits, now = student(batch[0]), scheduled.current
         if spec.kind is Kind.SEQUENCE:
-            value = spec.function(logits, batch[1], **params)
+            value = spec.function(logits, batch[1], **now)
         else:
-            value = spec.function(logits, language.teacher_logprobs(batch[0]), **params)
+            value = spec.function(logits, language.teacher_logprobs(batch[0]), **now)
         return value, value
 
     held_out = language.contexts(language.held_out_ids)
@@ -84,4 +85,5 @@ def build_zoo_task(
         teacher_logprobs=language.teacher_logprobs,
         eval_seqs=held_out,
         module=student,
+        on_step=scheduled.on_step,
     )
