@@ -152,7 +152,9 @@ class TAIDSchedule:
         if not 0.0 <= t_start <= t_end <= 1.0:
             raise ValueError(f"need 0 <= t_start <= t_end <= 1, got {t_start} and {t_end}")
         if not (0.0 <= alpha <= 1.0 and 0.0 <= momentum < 1.0):
-            raise ValueError(f"need alpha in [0, 1] and momentum in [0, 1), got {alpha}, {momentum}")
+            raise ValueError(
+                f"need alpha in [0, 1] and momentum in [0, 1), got {alpha}, {momentum}"
+            )
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         self.t_start, self.t_end, self.alpha, self.momentum = t_start, t_end, alpha, momentum
@@ -177,7 +179,7 @@ class TAIDSchedule:
         return self.t
 
     def __call__(self, step: int, last_loss: float | None) -> dict[str, float]:
-        """The registry's schedule contract: ``{"t": ...}`` for step ``step``, given step - 1's loss."""
+        """The registry's schedule contract: ``{"t": ...}`` for ``step`` after step - 1's loss."""
         if last_loss is not None:
             self.update(last_loss, step - 1)
         return {"t": self.t}

@@ -48,7 +48,9 @@ def probs(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> tuple[T
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
 @pytest.mark.parametrize(("a", "b"), [(0.2, 0.7), (0.5, 0.5), (0.1, 0.8), (1.5, -0.4), (-0.3, 0.9)])
-def test_general_formula_value_and_gradient_in_float64(a: float, b: float, temperature: float) -> None:
+def test_general_formula_value_and_gradient_in_float64(
+    a: float, b: float, temperature: float
+) -> None:
     student, teacher, mask = make_batch(seed=int(100 * a) % 17)
     s1, s2 = student.clone().requires_grad_(True), student.clone().requires_grad_(True)
     got = ab_divergence(s1, teacher, mask, temperature=temperature, alpha=a, beta=b)
@@ -69,9 +71,7 @@ def test_reference_sheet_numbers(a: float, b: float, value: float) -> None:
     """p = [.7, .2, .1], q = [.5, .3, .2]; the sheet's numbers, computed with numpy."""
     student = torch.tensor(Q, dtype=torch.float64).log()
     teacher = torch.tensor(P, dtype=torch.float64).log()
-    assert ab_divergence(student, teacher, alpha=a, beta=b).item() == pytest.approx(
-        value, abs=5e-7
-    )
+    assert ab_divergence(student, teacher, alpha=a, beta=b).item() == pytest.approx(value, abs=5e-7)
 
 
 def test_the_official_one_over_alpha_branch_would_be_off_by_a_factor_alpha() -> None:
@@ -168,9 +168,10 @@ def test_zero_probabilities_follow_the_zero_log_zero_convention() -> None:
 
 def test_non_finite_parameters_are_rejected() -> None:
     student, teacher, _ = make_batch(seed=1)
-    for kw in ({"alpha": float("nan")}, {"beta": float("inf")}):
-        with pytest.raises(ValueError, match="must be a finite number"):
-            ab_divergence(student, teacher, **kw)
+    with pytest.raises(ValueError, match="alpha must be a finite number"):
+        ab_divergence(student, teacher, alpha=float("nan"))
+    with pytest.raises(ValueError, match="beta must be a finite number"):
+        ab_divergence(student, teacher, beta=float("inf"))
 
 
 PAIRS = st.sampled_from([0.0, 0.5, -0.5, 1.0, 0.2, 0.7, -0.3, 1.5])

@@ -86,9 +86,7 @@ def test_reference_sheet_numbers() -> None:
     p = torch.tensor([[[0.7, 0.2, 0.1]]], dtype=torch.float64).log()
     q = torch.tensor([[[0.5, 0.3, 0.2]]], dtype=torch.float64).log()
     assert distillm2_loss(q, p, None, q, p, None).item() == pytest.approx(0.142405, abs=5e-7)
-    assert distillm2_loss(q, p, None, q, p, None, b=1.5).item() == pytest.approx(
-        0.144030, abs=5e-7
-    )
+    assert distillm2_loss(q, p, None, q, p, None, b=1.5).item() == pytest.approx(0.144030, abs=5e-7)
 
 
 def test_sequences_are_averaged_not_tokens() -> None:
@@ -136,20 +134,17 @@ def test_huge_logits_stay_finite_and_half_inputs_give_float32() -> None:
     shape = (2, 3, 11)
     huge = [1e4 * torch.randint(-1, 2, shape, generator=gen).float() for _ in range(4)]
     for dtype in (torch.float32, torch.float64):
+        s_t, t_t, s_s, t_s = (x.to(dtype) for x in huge)
         value, g1, g2 = grads(
-            lambda x, y: distillm2_loss(
-                x, huge[1].to(dtype), None, y, huge[3].to(dtype), None
-            ),
-            huge[0].to(dtype),
-            huge[2].to(dtype),
+            lambda x, y, t_t=t_t, t_s=t_s: distillm2_loss(x, t_t, None, y, t_s, None), s_t, s_s
         )
         assert math.isfinite(value.item()) and value.item() > 0
         assert torch.isfinite(g1).all() and torch.isfinite(g2).all()
     ts, tt, tm = make_side(10, (2, 4, 9))
     ss, st, sm = make_side(11, (2, 4, 9))
-    half = [x.to(torch.bfloat16) for x in (ts, tt, ss, st)]
-    value = distillm2_loss(half[0], half[1], tm, half[2], half[3], sm)
-    reference_value = distillm2_loss(*(x.float() for x in half[:2]), tm, *(x.float() for x in half[2:]), sm)
+    h_ts, h_tt, h_ss, h_st = (x.to(torch.bfloat16) for x in (ts, tt, ss, st))
+    value = distillm2_loss(h_ts, h_tt, tm, h_ss, h_st, sm)
+    reference_value = distillm2_loss(h_ts.float(), h_tt.float(), tm, h_ss.float(), h_st.float(), sm)
     assert value.dtype == torch.float32
     torch.testing.assert_close(value, reference_value, rtol=1e-5, atol=1e-6)
 

@@ -141,7 +141,9 @@ def expected_ts(
     for step, loss in losses:
         if prev is not None:
             m = beta * m + (1 - beta) * (prev - loss) / (prev + 1e-15)
-            t = min(t_end, max(t_start + (t_end - t_start) * step / n, t + alpha * sigmoid(m) * (1 - t)))
+            t = min(
+                t_end, max(t_start + (t_end - t_start) * step / n, t + alpha * sigmoid(m) * (1 - t))
+            )
         prev = loss
         out.append(t)
     return out

@@ -62,9 +62,7 @@ def _logits_task(
         inputs = batch[0][:, :-1]
         with torch.no_grad():
             targets = teacher_logits(inputs)
-        loss = spec.function(
-            student(inputs).logits, targets, w.mask(inputs), **scheduled.current
-        )
+        loss = spec.function(student(inputs).logits, targets, w.mask(inputs), **scheduled.current)
         return loss, loss
 
     return make_task(spec.name, w, student, step, on_step=scheduled.on_step)
