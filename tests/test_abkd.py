@@ -177,7 +177,7 @@ def test_non_finite_parameters_are_rejected() -> None:
 PAIRS = st.sampled_from([0.0, 0.5, -0.5, 1.0, 0.2, 0.7, -0.3, 1.5])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.floats(-8, 8), min_size=8, max_size=8),
     st.lists(st.floats(-8, 8), min_size=8, max_size=8),
@@ -189,6 +189,11 @@ def test_non_negative_and_zero_only_at_equality(
 ) -> None:
     s = torch.tensor(student, dtype=torch.float64).view(2, 4)
     t = torch.tensor(teacher, dtype=torch.float64).view(2, 4)
+    # Rounding scales with the summands: sum_v p_v^(alpha + beta) over the branch's divisor
+    # (negative exponents make p^(alpha + beta) large where p is small).
+    divisor = abs(a * b) if a * b != 0 and a + b != 0 else max(a * a, b * b) or 1.0
+    largest = float((torch.softmax(t, -1) ** (a + b)).sum(-1).max())
+    tolerance = 1e-13 * max(1.0, largest / divisor)
     value = ab_divergence(s, t, alpha=a, beta=b).item()
-    assert math.isfinite(value) and value >= -1e-12, (a, b, value)
-    assert abs(ab_divergence(t.clone(), t, alpha=a, beta=b).item()) <= 1e-12
+    assert math.isfinite(value) and value >= -tolerance, (a, b, value)
+    assert abs(ab_divergence(t.clone(), t, alpha=a, beta=b).item()) <= tolerance
