@@ -17,6 +17,7 @@ from torch import Tensor
 
 from reference_impls.bitdistiller import teacher_confidence
 from reference_impls.fused import FusedLinearDistillLoss, fused_linear_distill
+from reference_impls.kl import TAIDSchedule
 from reference_impls.registry import (
     LOSSES,
     REGISTRY,
@@ -26,6 +27,7 @@ from reference_impls.registry import (
     LossSpec,
     spec_of,
 )
+from reference_impls.skew_kl import distillm2_b_schedule
 from reference_impls.tokens import TokenLevelLoss, mask_from_labels
 from reference_impls.topk import teacher_topk
 
@@ -49,7 +51,9 @@ __all__ = [
     "FusedLinearDistillLoss",
     "Kind",
     "LossSpec",
+    "TAIDSchedule",
     "TokenLevelLoss",
+    "distillm2_b_schedule",
     "fused_linear_distill",
     "mask_from_labels",
     "spec_of",

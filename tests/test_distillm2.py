@@ -171,3 +171,11 @@ def test_gradual_b_schedule() -> None:
         distillm2_b_schedule(0, 0)
     with pytest.raises(ValueError, match="step"):
         distillm2_b_schedule(-1, 10)
+
+
+def test_loss_and_b_schedule_are_exported() -> None:
+    import reference_impls
+
+    assert reference_impls.distillm2_loss is distillm2_loss
+    assert reference_impls.distillm2_b_schedule is distillm2_b_schedule
+    assert {"distillm2_loss", "distillm2_b_schedule"} <= set(reference_impls.__all__)

@@ -227,3 +227,11 @@ def test_bad_schedule_arguments_are_rejected(kwargs: dict[str, float], match: st
     args: dict[str, float] = {"total_steps": 10, **kwargs}
     with pytest.raises(ValueError, match=match):
         TAIDSchedule(**args)  # type: ignore[arg-type]
+
+
+def test_schedule_is_exported_beside_the_loss() -> None:
+    import reference_impls
+
+    assert reference_impls.TAIDSchedule is TAIDSchedule
+    assert reference_impls.taid_loss is taid_loss
+    assert {"TAIDSchedule", "taid_loss"} <= set(reference_impls.__all__)
