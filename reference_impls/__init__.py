@@ -18,6 +18,7 @@ from torch import Tensor
 from reference_impls.bitdistiller import teacher_confidence
 from reference_impls.difference_sampling import difference_scores, select_by_difference
 from reference_impls.fused import FusedLinearDistillLoss, fused_linear_distill
+from reference_impls.kl import TAIDSchedule
 from reference_impls.on_policy import KLEstimates, kl_estimators, speculative_kd_sample
 from reference_impls.registry import (
     LOSSES,
@@ -28,6 +29,7 @@ from reference_impls.registry import (
     LossSpec,
     spec_of,
 )
+from reference_impls.skew_kl import distillm2_b_schedule
 from reference_impls.tokens import TokenLevelLoss, mask_from_labels
 from reference_impls.topk import TeacherSample, importance_weights, teacher_sample, teacher_topk
 
@@ -55,6 +57,8 @@ __all__ = [
     "TeacherSample",
     "TokenLevelLoss",
     "difference_scores",
+    "TAIDSchedule",
+    "distillm2_b_schedule",
     "fused_linear_distill",
     "importance_weights",
     "kl_estimators",

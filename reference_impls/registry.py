@@ -32,6 +32,7 @@ from typing import Any, cast
 
 from torch import Tensor
 
+import reference_impls.abkd as abkd
 import reference_impls.akl as akl
 import reference_impls.bitdistiller as bitdistiller
 import reference_impls.jsd as jsd
@@ -86,10 +87,18 @@ class Kind(StrEnum):
     SPARSE_TOPK = "sparse top-k"
     #: ``fn(student_logits, ids, weights, mask=None, **params)``: sampled teacher targets
     SPARSE_SAMPLED = "sparse sampled"
+    #: ``fn(student_logits_t, teacher_logits_t, mask_t, student_logits_s, teacher_logits_s,
+    #: mask_s, **params)``: logits on teacher responses, then on the student's own samples
+    CONTRASTIVE = "contrastive"
 
 
 #: Parameters measured on the training data: ``(teacher_logits, target_ids) -> params``.
 FitParams = Callable[[Tensor, Tensor], dict[str, Any]]
+#: Parameters that change during training, stateful: ``(step, loss of step - 1 or None) ->
+#: params`` for optimiser step ``step`` (0-based), called once per step in order.
+Schedule = Callable[[int, float | None], Mapping[str, Any]]
+#: Builds a fresh :data:`Schedule` for a run of ``total_steps`` optimiser steps.
+ScheduleFactory = Callable[[int], Schedule]
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,9 @@ class LossSpec:
     defaults); ``demo`` overrides fields of the demos' ``DemoConfig`` (e.g. ``lr``);
     ``with_sft`` adds cross-entropy on teacher samples to the objective, as the loss's paper
     does (the logged value stays the loss itself); ``fit_params`` measures parameters on the
-    training data (teacher logits, target ids) before training.
+    training data (teacher logits, target ids) before training; ``schedule`` builds, per run,
+    the parameters that change during training (they override ``params`` at every step; the
+    demos and the zoo feed it the logged loss, see :class:`reference_impls.demos.StepParams`).
     """
 
     function: Callable[..., Tensor]
@@ -110,6 +121,7 @@ class LossSpec:
     demo: Mapping[str, Any] = field(default_factory=dict)
     with_sft: bool = False
     fit_params: FitParams | None = None
+    schedule: ScheduleFactory | None = None
 
     @property
     def name(self) -> str:
@@ -120,6 +132,11 @@ class LossSpec:
 def _gamma_from_teacher(teacher_logits: Tensor, labels: Tensor) -> dict[str, Any]:
     """BitDistiller's gamma: the teacher's confidence on the training targets."""
     return {"gamma": bitdistiller.teacher_confidence(teacher_logits, labels)}
+
+
+def _taid_schedule(total_steps: int) -> Schedule:
+    """TAID's adaptive t from t_start = 0.4 (the official default) with the official update."""
+    return kl.TAIDSchedule(0.4, total_steps=total_steps)
 
 
 _TK, _HS = Kind.TOKEN_LEVEL, Kind.HIDDEN_STATE
@@ -146,6 +163,8 @@ LOSSES: tuple[LossSpec, ...] = (
         "gamma = teacher confidence on the training set",
         fit_params=_gamma_from_teacher,
     ),
+    LossSpec(kl.taid_loss, _TK, "t from 0.4 by TAIDSchedule", {"t": 0.4}, schedule=_taid_schedule),
+    LossSpec(abkd.ab_divergence, _TK, "alpha, beta = 0.2, 0.7", {"alpha": 0.2, "beta": 0.7}),
     LossSpec(multi_teacher.multi_teacher_kl, Kind.MULTI_TEACHER),
     LossSpec(sft.sft_loss, Kind.SEQUENCE),
     LossSpec(sft.rationale_sft_loss, Kind.RATIONALE),
@@ -166,6 +185,7 @@ LOSSES: tuple[LossSpec, ...] = (
     ),
     LossSpec(minillm.minillm_loss, Kind.ON_POLICY),
     LossSpec(on_policy.opd_policy_gradient_loss, Kind.ON_POLICY_PG),
+    LossSpec(skew_kl.distillm2_loss, Kind.CONTRASTIVE),
     LossSpec(
         uld.uld_loss,
         Kind.CROSS_TOKENIZER,

@@ -25,6 +25,8 @@ PARAMS: dict[str, dict[str, Any]] = {
     "skew_reverse_kl": {"alpha": 0.3},
     "adaptive_kl": {"mu": 0.4},
     "confidence_aware_kl": {"gamma": 0.7},
+    "taid_loss": {"t": 0.6},
+    "ab_divergence": {"alpha": 0.3, "beta": 0.5},
 }
 N, H_S, H_T, V = 20, 6, 10, 17
 

@@ -15,10 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
+from reference_impls.abkd import ab_divergence
 from reference_impls.akl import adaptive_kl
 from reference_impls.bitdistiller import confidence_aware_kl
 from reference_impls.jsd import generalized_jsd, js_divergence
-from reference_impls.kl import forward_kl, reverse_kl, soft_cross_entropy
+from reference_impls.kl import forward_kl, reverse_kl, soft_cross_entropy, taid_loss
 from reference_impls.multi_teacher import multi_teacher_kl
 from reference_impls.skew_kl import skew_forward_kl, skew_reverse_kl
 from reference_impls.tvd import total_variation
@@ -38,10 +39,13 @@ DIVERGENCES: dict[str, Loss] = {
     "confidence_aware_kl": lambda s, t, m: confidence_aware_kl(s, t, m, gamma=0.3),
     # two copies of the same teacher: the mixture is that teacher again
     "multi_teacher_kl": lambda s, t, m: multi_teacher_kl(s, [t, t], m, weights=[1.0, 2.0]),
+    "ab_divergence": lambda s, t, m: ab_divergence(s, t, m, alpha=0.2, beta=0.7),
 }
 ALL_LOSSES: dict[str, Loss] = {
     **DIVERGENCES,
     "soft_cross_entropy": lambda s, t, m: soft_cross_entropy(s, t, m),
+    # KL to a target between student and teacher: a divergence from the student's view only
+    "taid_loss": lambda s, t, m: taid_loss(s, t, m, t=0.6),
 }
 
 PROPERTY_SETTINGS = settings(max_examples=40, deadline=None)

@@ -14,10 +14,11 @@ import pytest
 import torch
 from torch import Tensor
 
+from reference_impls.abkd import ab_divergence
 from reference_impls.akl import adaptive_kl
 from reference_impls.bitdistiller import confidence_aware_kl
 from reference_impls.jsd import generalized_jsd, js_divergence
-from reference_impls.kl import forward_kl, reverse_kl, soft_cross_entropy
+from reference_impls.kl import forward_kl, reverse_kl, soft_cross_entropy, taid_loss
 from reference_impls.multi_teacher import multi_teacher_kl
 from reference_impls.skew_kl import skew_forward_kl, skew_reverse_kl
 from reference_impls.tvd import total_variation
@@ -40,6 +41,8 @@ LOSSES: dict[str, Loss] = {
     "multi_teacher_kl": lambda s, t, mask=None, **kw: multi_teacher_kl(
         s, [t, 0.5 * t], mask, weights=[0.7, 0.3], **kw
     ),
+    "taid_loss": lambda s, t, mask=None, **kw: taid_loss(s, t, mask, t=0.5, **kw),
+    "ab_divergence": ab_divergence,
 }
 NAMES = sorted(LOSSES)
 

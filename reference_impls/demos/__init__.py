@@ -27,7 +27,7 @@ from reference_impls.demos.loop import Adam, LoopStats, train_loop, train_step
 from reference_impls.demos.models import DemoConfig, build_student, build_teacher
 from reference_impls.demos.run import DemoResult, divergence, resolve_device, run_demo
 from reference_impls.demos.tasks import BUILDERS, build_task, demo_note
-from reference_impls.demos.world import Task
+from reference_impls.demos.world import StepParams, Task
 
 __all__ = [
     "BUILDERS",
@@ -36,6 +36,7 @@ __all__ = [
     "DemoResult",
     "DistContext",
     "LoopStats",
+    "StepParams",
     "Task",
     "build_student",
     "build_task",

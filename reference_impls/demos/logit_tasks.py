@@ -28,6 +28,7 @@ from reference_impls.demos.models import (
     build_teacher,
 )
 from reference_impls.demos.world import (
+    StepParams,
     Task,
     World,
     make_task,
@@ -52,16 +53,21 @@ def _logits_task(
     teacher_logits: Callable[[Tensor], object],
     params: dict[str, Any],
 ) -> Task:
-    """A task whose step is ``fn(student logits, teacher logits, response mask, **params)``."""
+    """A task whose step is ``fn(student logits, teacher logits, response mask, **params)``.
+
+    ``params`` are overridden at every step by the spec's ``schedule``, if any, built for
+    ``w.cfg.steps`` steps.
+    """
+    scheduled = StepParams(params, spec.schedule(w.cfg.steps) if spec.schedule else None)
 
     def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         inputs = batch[0][:, :-1]
         with torch.no_grad():
             targets = teacher_logits(inputs)
-        loss = spec.function(student(inputs).logits, targets, w.mask(inputs), **params)
+        loss = spec.function(student(inputs).logits, targets, w.mask(inputs), **scheduled.current)
         return loss, loss
 
-    return make_task(spec.name, w, student, step)
+    return make_task(spec.name, w, student, step, on_step=scheduled.on_step)
 
 
 def token_level_task(

@@ -108,7 +108,8 @@ def train_loop(
     ``shard_indices(batch_size, r, K)`` of the batch (``batch_size`` must be divisible by
     ``K``). ``on_log(step, loss)`` runs at step 0 (the untrained model's loss on the first
     batch), every ``log_every`` steps and after the last one, with the mean logged loss since
-    the previous call, averaged over the ranks; it runs on every rank.
+    the previous call, averaged over the ranks; it runs on every rank. ``task.on_step``, if
+    set, runs after every step with the step's logged loss averaged over the ranks.
     """
     ctx = dist_context()
     if batch_size % ctx.world_size:
@@ -144,5 +145,7 @@ def train_loop(
             window.append(train_step(task, optimizer, batch))
             if record_grad_norms:
                 stats.grad_norms.append(_grad_norm(task.params))
+            if task.on_step is not None:
+                task.on_step(step, mean_over_ranks(window[-1], ctx, device))
     stats.seconds = time.perf_counter() - start - paused
     return stats

@@ -133,7 +133,7 @@ def _train(
     """The body of :func:`run_demo`: build the task, train, log loss and divergence."""
     start = time.perf_counter()
     ctx = dist_context()
-    task = build_task(name, cfg, dev, seed, loss=loss)
+    task = build_task(name, dataclasses.replace(cfg, steps=n_steps), dev, seed, loss=loss)
     result = DemoResult(name, [], [], [], str(dev), 0.0, task.loss_label, world_size=ctx.world_size)
     show = not quiet and ctx.is_main  # only rank 0 prints
     if show:

@@ -198,6 +198,30 @@ def on_policy_task(
     return make_task(spec.name, w, student, step, (w.prompts(w.train),), loss_label="KL(q||p)")
 
 
+def contrastive_task(
+    spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
+) -> Task:
+    """Teacher responses (the corpus) against responses sampled from the current student."""
+    teacher, w, student = teacher_world_student(cfg, device, gen)
+
+    def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        teacher_seqs = batch[0]
+        student_seqs = sample_continuations(
+            logprobs_of(student), w.prompts(teacher_seqs), cfg.response_len, w.gen
+        )
+        both = torch.cat([teacher_seqs, student_seqs])[:, :-1]
+        with torch.no_grad():
+            t_logits = teacher(both).logits
+        s_logits, mask, n = student(both).logits, w.mask(both), len(teacher_seqs)
+        loss = spec.function(
+            s_logits[:n], t_logits[:n], mask[:n], s_logits[n:], t_logits[n:], mask[n:],
+            **spec.params,
+        )  # fmt: skip
+        return loss, loss
+
+    return make_task(spec.name, w, student, step)
+
+
 def _ranked_candidates(cfg: DemoConfig, w: World, reference: nn.Module) -> tuple[Tensor, Tensor]:
     """``[N, k, L]`` candidates (1 teacher, k-1 reference samples) best first, and their scores."""
     n, k = cfg.n_train, cfg.n_candidates

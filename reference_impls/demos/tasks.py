@@ -32,6 +32,7 @@ from reference_impls.demos.on_policy_tasks import (
     speculative_kd_task,
 )
 from reference_impls.demos.sequence_tasks import (
+    contrastive_task,
     on_policy_task,
     pairwise_preference_task,
     policy_gradient_task,
@@ -105,6 +106,11 @@ BUILDERS: dict[Kind, KindDemo] = {
         "policy-gradient surrogate on responses sampled from the current student, scored by "
         "the teacher's log-probs of the sampled tokens; logged: the exact per-token reverse "
         "KL(q||p) on them (the surrogate's value is not the objective)",
+    ),
+    Kind.CONTRASTIVE: KindDemo(
+        contrastive_task,
+        "teacher-sampled responses against responses sampled from the current student at "
+        "every step, same prompts",
     ),
     Kind.CROSS_TOKENIZER: KindDemo(
         cross_tokenizer_task,

@@ -8,13 +8,15 @@ teacher and corpus of one demo; :func:`make_task` turns a trained module and its
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from reference_impls.demos.models import DemoConfig, LMOutput, TinyLM, build_student, build_teacher
+from reference_impls.registry import Schedule
 
 BOS = 0
 IGNORE = -100
@@ -89,6 +91,32 @@ class Task:
     module: nn.Module | None = None
     #: Generator of samples drawn *during* steps (on-policy tasks); re-seeded per rank in DDP.
     sampler: torch.Generator | None = None
+    #: Called by the loop after every optimiser step with its index and logged loss (the
+    #: mean over ranks): how scheduled loss parameters (:class:`StepParams`) advance.
+    on_step: Callable[[int, float], None] | None = None
+
+
+class StepParams:
+    """A loss's keyword parameters at the current step: fixed ones, overridden by a schedule.
+
+    ``current`` holds the parameters of the next step; :meth:`after_step` (a task's
+    ``on_step``) advances the schedule with the step's logged loss. Without a schedule the
+    parameters never change.
+    """
+
+    def __init__(self, fixed: Mapping[str, Any], schedule: Schedule | None = None) -> None:
+        self.fixed, self.schedule = dict(fixed), schedule
+        self.current = {**self.fixed, **(schedule(0, None) if schedule is not None else {})}
+
+    def after_step(self, step: int, loss: float) -> None:
+        """Step ``step`` logged ``loss``: compute the parameters of step ``step + 1``."""
+        if self.schedule is not None:
+            self.current = {**self.fixed, **self.schedule(step + 1, loss)}
+
+    @property
+    def on_step(self) -> Callable[[int, float], None] | None:
+        """The hook a task needs: :meth:`after_step`, or None if nothing is scheduled."""
+        return self.after_step if self.schedule is not None else None
 
 
 @dataclass

@@ -54,6 +54,21 @@ def _closer_to_dense(v: Lookup) -> bool:
     return abs(v(_SAMPLED, "forward_kl") - dense) < abs(v(_TOPK, "forward_kl") - dense)
 
 
+def _beats_fkl_and_rkl(loss: str, method: str, source: str, statement: str) -> Claim:
+    """The claim that ``loss`` reaches a lower held-out forward KL (the zoo's main metric,
+    also the demos' divergence) than both forward_kl and reverse_kl."""
+    return Claim(
+        f"{method}_beats_fkl_and_rkl",
+        statement,
+        (source,),
+        f"{loss} reaches a lower held-out KL(p||q) than forward_kl and than reverse_kl",
+        tuple((lo, "forward_kl") for lo in (loss, "forward_kl", "reverse_kl")),
+        lambda v: all(
+            v(loss, "forward_kl") < v(other, "forward_kl") for other in ("forward_kl", "reverse_kl")
+        ),
+    )
+
+
 _GJSD_PATH = ("forward_kl", "js_divergence", "generalized_jsd", "reverse_kl")  # beta 0, .5, .9, 1
 
 #: What both AKL claims rest on: head and tail gaps of AKL and of the two KLs.
@@ -140,6 +155,20 @@ CLAIMS: tuple[Claim, ...] = (
             < v(other, "head_gap") + v(other, "tail_gap")
             for other in ("forward_kl", "reverse_kl")
         ),
+    ),
+    _beats_fkl_and_rkl(
+        "taid_loss",
+        "taid",
+        "shing2025taid",
+        "TAID (an adaptive target moving from the student to the teacher) distils a better "
+        "student than forward KL and reverse KL.",
+    ),
+    _beats_fkl_and_rkl(
+        "ab_divergence",
+        "abkd",
+        "wang2025abkd",
+        "ABKD's alpha-beta divergence at (0.2, 0.7) distils a better student than forward KL "
+        "(alpha, beta = 1, 0) and reverse KL (0, 1).",
     ),
     Claim(
         "gjsd_interpolates",

@@ -94,7 +94,8 @@ def summarize(runs: Sequence[Run]) -> tuple[dict[str, float], dict[str, float]]:
 
 
 def _loss_params(loss: str, cfg: ZooConfig, language: Language) -> dict[str, object]:
-    """The loss's parameters as recorded in ``zoo.json`` (measured ones by their function)."""
+    """The loss's parameters as recorded in ``zoo.json`` (measured or scheduled ones by their
+    function's docstring)."""
     if loss in SPARSE_ENTRIES:
         entry = SPARSE_ENTRIES[loss]
         return {
@@ -106,6 +107,8 @@ def _loss_params(loss: str, cfg: ZooConfig, language: Language) -> dict[str, obj
     params: dict[str, object] = dict(spec.params)
     if spec.fit_params is not None:
         params["fit_params"] = f"{spec.fit_params.__doc__ or spec.fit_params.__name__}".strip()
+    if spec.schedule is not None:
+        params["schedule"] = f"{spec.schedule.__doc__ or spec.schedule.__name__}".strip()
     return params
 
 

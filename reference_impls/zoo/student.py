@@ -4,7 +4,8 @@ The zoo trains every token-level loss of the registry, the on-policy policy-grad
 (:attr:`~reference_impls.registry.Kind.ON_POLICY_PG`: each step the student samples one next
 token per context of the batch, scored by the teacher's log-prob of it) and :data:`BASELINE`
 (cross-entropy on teacher samples, the black-box baseline), each through the step of its kind,
-with the parameters of its registry spec.
+with the parameters of its registry spec (advanced by the spec's ``schedule`` after every step,
+if any). Opt-in entries train a sparse loss on cached teacher targets (:mod:`.sparse`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from reference_impls.demos.world import Task
+from reference_impls.demos.world import StepParams, Task
 from reference_impls.registry import LOSSES, SPECS, TOKEN_LEVEL_LOSSES, Kind
 from reference_impls.zoo.language import Language, ZooConfig
 from reference_impls.zoo.sparse import SPARSE_ENTRIES, cached_targets
@@ -74,23 +75,24 @@ def build_zoo_task(
     params = dict(spec.params)
     if spec.fit_params is not None:
         params.update(spec.fit_params(language.teacher_logprobs(pool[0]), pool[1]))
+    scheduled = StepParams(params, spec.schedule(cfg.steps) if spec.schedule else None)
 
     sampler = torch.Generator(device=device).manual_seed(seed + 1)
 
     def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """The kind's call: targets for a sequence loss, teacher log-probs for a token loss."""
-        logits = student(batch[0])
+        logits, now = student(batch[0]), scheduled.current
         if spec.kind is Kind.SEQUENCE:
-            value = spec.function(logits, batch[1], **params)
+            value = spec.function(logits, batch[1], **now)
         elif spec.kind is Kind.ON_POLICY_PG:  # contexts as sequences of one sampled token
             probs = logits.detach().softmax(-1)
             sampled = torch.multinomial(probs, 1, generator=sampler)
             log_p = language.teacher_logprobs(batch[0]).gather(-1, sampled)
-            value = spec.function(logits.unsqueeze(1), sampled, log_p, **params)
+            value = spec.function(logits.unsqueeze(1), sampled, log_p, **now)
         elif spec.kind in _SPARSE_KINDS:
-            value = spec.function(logits, batch[2], batch[3], **params)
+            value = spec.function(logits, batch[2], batch[3], **now)
         else:
-            value = spec.function(logits, language.teacher_logprobs(batch[0]), **params)
+            value = spec.function(logits, language.teacher_logprobs(batch[0]), **now)
         return value, value
 
     held_out = language.contexts(language.held_out_ids)
@@ -104,4 +106,5 @@ def build_zoo_task(
         eval_seqs=held_out,
         module=student,
         sampler=sampler if spec.kind is Kind.ON_POLICY_PG else None,
+        on_step=scheduled.on_step,
     )
