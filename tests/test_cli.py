@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -410,6 +411,25 @@ def test_run_unknown_method_is_a_clear_error() -> None:
     assert result.exit_code == 1
     assert "unknown method 'no-such-method'" in result.stderr
     assert "kbtool methods" in result.stderr
+    no_crash(result)
+
+
+def test_run_a_method_whose_demo_is_a_scenario() -> None:
+    """A method with a ``demo`` runs it (speculative KD's interleaved sampling) through the CLI."""
+    result = invoke("run", "speculative-kd", "--steps", "2", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "KL(teacher||student)" in result.stdout
+
+
+def test_run_a_method_without_loss_or_demo_is_a_clear_error(writable_kb: Path) -> None:
+    methods = writable_kb / "taxonomy" / "methods" / "methods.yaml"
+    text = methods.read_text(encoding="utf-8")
+    edited = re.sub(r"\n *loss: reference_impls\.minillm_loss", "", text)
+    assert edited != text
+    methods.write_text(edited, "utf-8")
+    result = invoke("run", "minillm", "--root", str(writable_kb))
+    assert result.exit_code == 1
+    assert "method 'minillm' has no reference loss to run" in result.stderr
     no_crash(result)
 
 

@@ -172,6 +172,29 @@ def test_every_method_loss_resolves_to_a_registered_callable(kb: KnowledgeBase) 
         assert callable(function) and function is reference_impls.REGISTRY[name], method.id
 
 
+def test_every_method_utility_is_exported_and_every_demo_is_known(kb: KnowledgeBase) -> None:
+    """``utilities`` name public objects of reference_impls; ``demo`` names a scenario (with a
+    token-level loss), a standalone demo or a registry loss (imports torch)."""
+    import shlex
+
+    import reference_impls
+    from reference_impls.demos.cli import STANDALONE_DEMOS
+    from reference_impls.demos.tasks import SCENARIOS
+
+    utilities = [(m.id, u) for m in kb.methods.values() for u in m.utilities]
+    demos = [(m.id, shlex.split(m.demo)) for m in kb.methods.values() if m.demo]
+    assert len(utilities) >= 7 and len(demos) >= 3
+    for method_id, dotted in utilities:
+        name = dotted.removeprefix("reference_impls.")
+        assert name in reference_impls.__all__, method_id
+        assert callable(getattr(reference_impls, name)), method_id
+    for method_id, argv in demos:
+        if argv[0] in SCENARIOS:
+            assert argv[1] == "--loss" and argv[2] in reference_impls.TOKEN_LEVEL_LOSSES, method_id
+        else:
+            assert argv[0] in STANDALONE_DEMOS or argv[0] in reference_impls.REGISTRY, method_id
+
+
 def test_method_references_resolve(kb: KnowledgeBase) -> None:
     """Introducing papers list their method, so the graph has both directions."""
     missing = [

@@ -239,6 +239,34 @@ def test_method_loss_pattern_rejects_other_names(bad: str) -> None:
     assert error_fields(info.value) == {"loss"}
 
 
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("utilities", ["os.system"]),
+        ("utilities", ["reference_impls.kl_estimators; rm -rf /"]),
+        ("demo", "speculative_kd; rm -rf /"),
+        ("demo", "speculative_kd --loss $(whoami)"),
+        ("demo", "--loss forward_kl"),
+        ("demo", ""),
+    ],
+)
+def test_method_utilities_and_demo_refuse_other_names(field: str, bad: object) -> None:
+    """Utilities are dotted names inside reference_impls; a demo is plain words, no shell."""
+    with pytest.raises(ValidationError) as info:
+        method(**{field: bad})
+    assert error_fields(info.value) == {"utilities.0" if field == "utilities" else field}
+
+
+def test_method_utilities_and_demo_accept_plain_names() -> None:
+    made = method(
+        utilities=["reference_impls.TAIDSchedule"], demo="speculative_kd --loss forward_kl"
+    )
+    assert (made.utilities, made.demo) == (
+        ["reference_impls.TAIDSchedule"],
+        "speculative_kd --loss forward_kl",
+    )
+
+
 def test_method_loss_is_optional() -> None:
     """A method may not have a reference implementation yet."""
     assert method(loss=None).loss is None

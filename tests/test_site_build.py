@@ -321,6 +321,23 @@ def test_method_page_lists_papers_and_related_methods(fixture_site: Path) -> Non
     assert "Special case of" in reverse and 'href="../methods/minillm.html"' in reverse
 
 
+def test_method_pages_show_utilities_and_scenario_demos(real_site: Path) -> None:
+    """Utilities' code is included from their files; a method's demo replaces its loss's."""
+    speculative = (real_site / "methods" / "speculative-kd.html").read_text(encoding="utf-8")
+    assert "python -m reference_impls.demos speculative_kd --loss forward_kl" in speculative
+    assert "python -m reference_impls.demos forward_kl" not in speculative
+    assert "def speculative_kd_sample(" in html_module.unescape(re.sub(r"<[^>]+>", "", speculative))
+    miniplm = (real_site / "methods" / "miniplm.html").read_text(encoding="utf-8")
+    shown = html_module.unescape(re.sub(r"<[^>]+>", "", miniplm))
+    assert "def difference_scores(" in shown and "def select_by_difference(" in shown
+    assert "python -m reference_impls.demos difference_sampling" in shown
+    assert "no loss function of its own" in shown and "Train with Hugging Face" not in shown
+    taid = html_module.unescape(
+        re.sub(r"<[^>]+>", "", (real_site / "methods" / "taid.html").read_text(encoding="utf-8"))
+    )
+    assert "class TAIDSchedule" in taid and "def taid_loss(" in taid
+
+
 def test_node_page_lists_the_papers_under_it(
     fixture_site: Path, fixture_kb: kbtool.KnowledgeBase
 ) -> None:
