@@ -72,6 +72,7 @@ def _code(html: str) -> str:
         ("generalized_jsd", "token"),
         ("sft_loss", "sft"),
         ("kl_regularized_pg_loss", "policy_gradient"),
+        ("opd_policy_gradient_loss", "on_policy"),
     ],
 )
 def test_method_page_snippet_is_a_working_trainer_call(
@@ -89,6 +90,34 @@ def test_method_page_snippet_is_a_working_trainer_call(
         "data": tiny.tiny_dataset(16, seed=0),
     }
     exec(compile(code, f"<{kind} snippet>", "exec"), namespace)  # noqa: S102
+    assert namespace["trainer"].state.global_step == 2
+
+
+def test_sampled_cache_snippet_is_a_working_trainer_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sampled-cache snippet runs as written once the cache it opens exists."""
+    from reference_impls.integrations import tiny
+    from reference_impls.teacher_cache import write_teacher_cache
+
+    teacher, data = tiny.tiny_teacher(), tiny.tiny_dataset(16, seed=0)
+    monkeypatch.chdir(tmp_path)
+    write_teacher_cache(
+        tmp_path / "teacher.safetensors",
+        lambda ids: teacher(input_ids=ids).logits,
+        [row["input_ids"] for row in data],
+        mode="sampled",
+        samples=16,
+        progress=False,
+    )
+    code = _code(_render_trainer_call("sampled_kd_loss", "sampled"))
+    assert 'mode="sampled"' in code
+    namespace = {
+        "student": tiny.tiny_causal_lm(),
+        "training_args": tiny.training_args(tmp_path, steps=2, batch_size=4),
+        "data": data,
+    }
+    exec(compile(code, "<sampled snippet>", "exec"), namespace)  # noqa: S102
     assert namespace["trainer"].state.global_step == 2
 
 

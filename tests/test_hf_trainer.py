@@ -211,6 +211,80 @@ def test_sft_and_policy_gradient_losses(tmp_path: Path, batch: dict[str, torch.T
     torch.testing.assert_close(pg.compute_loss(pg.model, batch), want, rtol=1e-5, atol=1e-5)
 
 
+def test_sampled_cache_loss_is_our_function_on_the_cached_rows(
+    tmp_path: Path, batch: dict[str, torch.Tensor]
+) -> None:
+    teacher, student = tiny.tiny_teacher("llama"), tiny.tiny_causal_lm("llama")
+    rows = [
+        ids[m.bool()].tolist()
+        for ids, m in zip(batch["input_ids"], batch["attention_mask"], strict=True)
+    ]
+    path = write_teacher_cache(
+        tmp_path / "s.safetensors",
+        lambda x: teacher(input_ids=x).logits,
+        rows,
+        mode="sampled",
+        samples=32,
+        progress=False,
+    )
+    with TeacherCache.open(path) as cache:
+        trainer = DistillationTrainer(
+            student,
+            None,
+            tiny.training_args(tmp_path, 1, 4),
+            teacher_cache=cache,
+            loss="sampled_kd_loss",
+            temperature=1.0,
+        )
+        got = trainer.compute_loss(trainer.model, {**batch, "cache_index": torch.arange(len(rows))})
+        ids, weights, cmask = cache.get_batch(list(range(len(rows))))
+    length = batch["input_ids"].shape[1] - 1
+    s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    counted = (batch["labels"][:, 1:] != -100) & cmask[:, :length]
+    # independent formula: cross-entropy against the cached importance weights
+    logq = torch.log_softmax(s[:, :-1], -1).gather(-1, ids[:, :length])
+    per_token = -(weights[:, :length] * logq).sum(-1)
+    torch.testing.assert_close(got, per_token[counted].mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_cache_of_the_wrong_mode_is_refused_in_our_words(
+    tmp_path: Path, batch: dict[str, torch.Tensor]
+) -> None:
+    teacher = tiny.tiny_teacher("llama")
+    path = write_teacher_cache(
+        tmp_path / "t.safetensors",
+        lambda x: teacher(input_ids=x).logits,
+        [batch["input_ids"][0].tolist()],
+        k=4,
+        progress=False,
+    )
+    with TeacherCache.open(path) as cache, pytest.raises(ValueError, match="written with mode="):
+        _trainer(tiny.tiny_causal_lm(), None, tmp_path, teacher_cache=cache, loss="sampled_kd_loss")
+
+
+def test_opd_loss_gets_the_teachers_logprobs_of_the_completion(
+    tmp_path: Path, batch: dict[str, torch.Tensor]
+) -> None:
+    teacher, student = tiny.tiny_teacher("llama"), tiny.tiny_causal_lm("llama")
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    s = student(**inputs).logits[:, :-1]
+    logp_all = torch.log_softmax(teacher(**inputs).logits[:, :-1].detach(), -1)
+    targets, counted = batch["input_ids"][:, 1:], batch["labels"][:, 1:] != -100
+    opd = _trainer(
+        student, teacher, tmp_path, loss="opd_policy_gradient_loss", loss_params={"coef": 0.5}
+    )
+    got = opd.compute_loss(opd.model, batch)
+    # independent: reward -(log q - log p) per token, discount 0, ratio 1 at q_old = q
+    logq = torch.log_softmax(s, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    advantage = 0.5 * -(logq - logp).detach()
+    ratio = torch.exp(logq - logq.detach())
+    want = -(ratio * advantage)[counted].mean()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    got.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
 @pytest.mark.parametrize(
     ("loss", "kw"),
     [
@@ -218,6 +292,7 @@ def test_sft_and_policy_gradient_losses(tmp_path: Path, batch: dict[str, torch.T
         ("generalized_jsd", {"family": "qwen2", "fused": True, "loss_params": {"beta": 0.5}}),
         ("reverse_kl", {"on_policy_ratio": 0.5}),
         ("topk_forward_kl", {}),
+        ("sampled_kd_loss", {}),
         ("sft_loss", {}),
     ],
 )

@@ -373,11 +373,13 @@ TRAINER_FEEDS = {
     "SPARSE_TOPK": "topk",
     "SEQUENCE": "sft",
     "POLICY_GRADIENT": "policy_gradient",
+    "SPARSE_SAMPLED": "sampled",
+    "ON_POLICY_PG": "on_policy",
 }
 
 
 def _trainer_kind(dotted_loss: str | None, kinds: dict[str, str]) -> str:
-    """'token', 'topk', 'sft', 'policy_gradient', or 'none' when the trainer cannot feed it."""
+    """The trainer's feed of the loss (a value of TRAINER_FEEDS), or 'none' if it has none."""
     if dotted_loss is None:
         return "none"
     return TRAINER_FEEDS.get(kinds.get(dotted_loss.rsplit(".", 1)[1], ""), "none")

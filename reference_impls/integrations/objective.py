@@ -11,9 +11,13 @@ Kinds of loss, from the registry's kind of each loss:
 * token-level (:data:`reference_impls.TOKEN_LEVEL_LOSSES`): teacher logits, or the lm heads'
   hidden states and weights through :func:`reference_impls.fused_linear_distill`;
 * ``topk_*``: teacher log-probabilities read from a top-k teacher cache;
+* sampled-cache losses (``sampled_kd_loss``): importance weights of sampled teacher ids,
+  read from a sampled teacher cache;
 * ``sft_loss``: cross-entropy on the labels only (sequence-level KD on teacher-written text);
 * ``kl_regularized_pg_loss``: on-policy distillation by policy gradient, the teacher as the
-  reference policy (reward 0 unless a reward function is given), per-token reverse-KL penalty.
+  reference policy (reward 0 unless a reward function is given), per-token reverse-KL penalty;
+* on-policy policy-gradient losses (``opd_policy_gradient_loss``): the completion tokens are
+  the student's samples and the teacher's log-prob of each one sets its reward.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from torch import Tensor
 import reference_impls
 from reference_impls.registry import Kind as RegistryKind
 
-Kind = Literal["token", "topk", "sft", "policy_gradient"]
+Kind = Literal["token", "topk", "sampled", "sft", "policy_gradient", "on_policy"]
 IGNORE_INDEX = -100
 #: What the trainer builds for each kind of the registry (:class:`reference_impls.Kind`).
 TRAINER_KINDS: dict[RegistryKind, Kind] = {
@@ -37,7 +41,13 @@ TRAINER_KINDS: dict[RegistryKind, Kind] = {
     RegistryKind.SPARSE_TOPK: "topk",
     RegistryKind.SEQUENCE: "sft",
     RegistryKind.POLICY_GRADIENT: "policy_gradient",
+    RegistryKind.SPARSE_SAMPLED: "sampled",
+    RegistryKind.ON_POLICY_PG: "on_policy",
 }
+#: The trainer kinds whose losses assume the student's own samples (``on_policy_ratio=1``).
+ON_POLICY_KINDS: frozenset[Kind] = frozenset({"policy_gradient", "on_policy"})
+#: The trainer kinds that read a teacher cache, and the cache mode each needs.
+CACHE_MODES: dict[Kind, str] = {"topk": "topk", "sampled": "sampled"}
 
 
 def loss_kind(name: str) -> Kind:
@@ -60,7 +70,7 @@ _FILLED_BY_TRAINER = frozenset(
     {
         "student_logits", "teacher_logits", "mask", "temperature", "storage_temperature",
         "topk_ids", "topk_logprobs", "logps", "ref_logps", "rewards", "target_ids",
-        "ignore_index",
+        "ignore_index", "ids", "weights", "sampled_ids", "teacher_logprobs", "old_logprobs",
     }
 )  # fmt: skip
 
@@ -199,6 +209,24 @@ def from_topk(
     return _combine(obj, ce, kd)
 
 
+def from_sampled(
+    obj: Objective,
+    student: Tensor,
+    ids: Tensor,
+    weights: Tensor,
+    cache_mask: Tensor,
+    labels: Tensor,
+) -> Terms:
+    """A sampled-cache loss on cached rows ``[B, Lc, w]`` of ids and importance weights."""
+    targets, mask = shift(labels)
+    length = student.shape[1] - 1
+    ids, weights, cmask = (_fit(x, length) for x in (ids, weights, cache_mask))
+    s = student[:, :-1]
+    kd = obj.fn(s, ids, weights, mask & cmask, temperature=obj.temperature, **obj.params)
+    ce = reference_impls.REGISTRY["sft_loss"](s, targets)
+    return _combine(obj, ce, kd)
+
+
 def _fit(x: Tensor, length: int) -> Tensor:
     """``x[:, :length]``, padded with zeros / False if the cache rows are shorter."""
     if x.shape[1] >= length:
@@ -236,5 +264,20 @@ def policy_gradient(
     r = rewards if rewards is not None else logps.new_zeros(logps.shape[0])
     kl_coef = float(obj.params.get("kl_coef", 1.0))
     kd = obj.fn(logps, ref, r, mask, kl_coef=kl_coef)
+    ce = reference_impls.REGISTRY["sft_loss"](student[:, :-1], targets)
+    return _combine(obj, ce, kd)
+
+
+def on_policy(obj: Objective, student: Tensor, teacher: Tensor, labels: Tensor) -> Terms:
+    """On-policy distillation: reward :math:`-(\\log q - \\log p)` per completion token.
+
+    ``fn(student logits, completion ids, teacher log-probs of them, mask, **params)``; the
+    completions should be the student's own samples (``on_policy_ratio=1``), as the loss's
+    policy-gradient estimate assumes.
+    """
+    targets, mask = shift(labels)
+    safe = targets.masked_fill(~mask, 0)
+    logp = token_logps(teacher[:, :-1], targets).detach()
+    kd = obj.fn(student[:, :-1], safe, logp, mask, **obj.params)
     ce = reference_impls.REGISTRY["sft_loss"](student[:, :-1], targets)
     return _combine(obj, ce, kd)

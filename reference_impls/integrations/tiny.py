@@ -22,6 +22,7 @@ from torch import Tensor
 
 import reference_impls
 from reference_impls.integrations.batches import DistillationCollator
+from reference_impls.integrations.objective import CACHE_MODES, ON_POLICY_KINDS, loss_kind
 
 try:
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -179,7 +180,7 @@ def run_tiny_hf_demo(
     fused: bool = False,
     alpha: float = 0.0,
     temperature: float = 1.0,
-    on_policy_ratio: float = 0.0,
+    on_policy_ratio: float | None = None,
     loss_params: Mapping[str, Any] | None = None,
     batch_size: int = 8,
     gradient_accumulation_steps: int = 1,
@@ -192,7 +193,8 @@ def run_tiny_hf_demo(
     (KL(teacher || student) on 16 held-out sequences; ``history`` the Trainer's logs, with
     ``kd`` and ``ce``). ``batch_size`` is per process and per accumulation step; ``ragged``
     gives the sequences different lengths (see :func:`tiny_dataset`). ``save`` writes the
-    student's ``state_dict`` (rank 0). Runs under ``accelerate launch`` unchanged.
+    student's ``state_dict`` (rank 0). ``on_policy_ratio`` defaults to 1 for the losses that
+    assume the student's own samples, else 0. Runs under ``accelerate launch`` unchanged.
     """
     from transformers import PrinterCallback
 
@@ -209,12 +211,13 @@ def run_tiny_hf_demo(
         data = teacher_written(teacher, data)
     with tempfile.TemporaryDirectory() as out_dir:
         cache = None
-        if loss.startswith("topk_"):  # offline KD: the teacher's top-k, written once
+        mode = CACHE_MODES.get(loss_kind(loss))
+        if mode is not None:  # offline KD: the teacher's top-k or samples, written once
             path = write_teacher_cache(
                 Path(out_dir) / "teacher.safetensors",
                 lambda ids: teacher(input_ids=ids).logits,
                 [ex["input_ids"] for ex in data],
-                k=16,
+                **({"k": 16} if mode == "topk" else {"mode": "sampled", "samples": 64}),
                 progress=False,
             )
             cache = TeacherCache.open(path)
@@ -232,7 +235,11 @@ def run_tiny_hf_demo(
             temperature=temperature,
             alpha=alpha,
             fused=fused,
-            on_policy_ratio=on_policy_ratio,
+            on_policy_ratio=(
+                on_policy_ratio
+                if on_policy_ratio is not None
+                else float(loss_kind(loss) in ON_POLICY_KINDS)
+            ),
             max_new_tokens=COMPLETION_LEN,
         )
         trainer.remove_callback(PrinterCallback)

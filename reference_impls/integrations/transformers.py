@@ -21,6 +21,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+import reference_impls
 import reference_impls.integrations.objective as _obj
 from reference_impls.integrations.batches import (
     DistillationCollator,
@@ -58,8 +59,9 @@ class DistillationTrainer(Trainer):
     Arguments beyond ``transformers.Trainer``'s:
 
     * ``teacher_model``: a causal LM with the student's vocabulary, frozen (eval mode, no grad);
-    * ``teacher_cache``: a :class:`reference_impls.teacher_cache.TeacherCache` instead, with a
-      ``topk_*`` loss (``loss="forward_kl"`` is read as ``"topk_forward_kl"``);
+    * ``teacher_cache``: a :class:`reference_impls.teacher_cache.TeacherCache` instead: a
+      top-k cache with a ``topk_*`` loss (``loss="forward_kl"`` is read as
+      ``"topk_forward_kl"``), or a sampled cache with ``loss="sampled_kd_loss"``;
     * ``loss``, ``loss_params``: a registry name and its parameters (``{"beta": 0.5}``...);
     * ``temperature``: :math:`T` of the KD term; ``alpha``: the weight of the hard-label CE;
     * ``fused``: compute a token-level loss from the last hidden states and the lm heads'
@@ -70,7 +72,8 @@ class DistillationTrainer(Trainer):
       ``generation_kwargs`` such as ``top_k``/``top_p``); the prompt of a row is everything
       before its first counted label; the coin is drawn from a generator seeded with
       ``args.seed``, so every process of a distributed run makes the same choice;
-    * ``reward_fn``: rewards of whole sequences for ``kl_regularized_pg_loss`` (default 0).
+    * ``reward_fn``: rewards of whole sequences for ``kl_regularized_pg_loss`` (default 0);
+      ``opd_policy_gradient_loss`` needs none: the teacher's log-probs set its per-token reward.
 
     Normalisation: the optimiser step follows the token mean over the whole global batch (all
     accumulation micro-batches on all processes), however it is split; on-policy batches, whose
@@ -96,8 +99,9 @@ class DistillationTrainer(Trainer):
         reward_fn: RewardFn | None = None,
         **trainer_kwargs: Any,
     ) -> None:
-        if teacher_cache is not None and not loss.startswith("topk_"):
-            loss = f"topk_{loss}"
+        topk_cache = teacher_cache is not None and getattr(teacher_cache, "mode", "topk") == "topk"
+        if topk_cache and f"topk_{loss}" in reference_impls.REGISTRY:
+            loss = f"topk_{loss}"  # forward_kl on a top-k cache is topk_forward_kl
         self.kd_objective = _obj.Objective(
             loss=loss,
             params=dict(loss_params or {}),
@@ -230,15 +234,17 @@ class DistillationTrainer(Trainer):
         logits = model(**model_inputs).logits
         if kind == "sft":
             return _obj.sft(logits, labels)
-        if kind == "topk":
-            ids, lps, cmask = self.teacher_cache.get_batch(inputs["cache_index"].tolist())
-            dev = logits.device
+        if kind in _obj.CACHE_MODES:
+            ids, values, cmask = self.teacher_cache.get_batch(inputs["cache_index"].tolist())
+            ids, values, cmask = (x.to(logits.device) for x in (ids, values, cmask))
+            if kind == "sampled":
+                return _obj.from_sampled(obj, logits, ids, values, cmask, labels)
             return _obj.from_topk(
                 obj,
                 logits,
-                ids.to(dev),
-                lps.to(dev),
-                cmask.to(dev),
+                ids,
+                values,
+                cmask,
                 labels,
                 self.teacher_cache.storage_temperature,
             )
@@ -249,6 +255,8 @@ class DistillationTrainer(Trainer):
             if self.reward_fn is not None:
                 rewards = self.reward_fn(inputs["input_ids"], labels).to(logits.device)
             return _obj.policy_gradient(obj, logits, t_logits, labels, rewards)
+        if kind == "on_policy":
+            return _obj.on_policy(obj, logits, t_logits, labels)
         return _obj.from_logits(obj, logits, t_logits, labels)
 
     def _teacher(self) -> nn.Module:
@@ -353,17 +361,20 @@ def _check_settings(
         raise ValueError(f"on_policy_ratio must lie in [0, 1], got {on_policy_ratio}")
     if teacher_model is not None and teacher_cache is not None:
         raise ValueError("pass teacher_model or teacher_cache, not both")
-    if kind in ("token", "policy_gradient") and teacher_model is None:
+    if kind in ("token", "policy_gradient", "on_policy") and teacher_model is None:
         raise ValueError(f"a {kind} loss needs teacher_model (a causal LM sharing the tokenizer)")
-    if kind == "topk":
-        cache_kind = getattr(teacher_cache, "kind", "topk")  # a sampled cache would say so
-        if teacher_cache is not None and cache_kind != "topk":
-            raise ValueError(
-                f"the trainer reads top-k teacher caches; this one is {cache_kind!r} "
-                "(sampled caches need their own losses and are not wired in yet)"
-            )
+    if kind in _obj.CACHE_MODES:
+        mode = getattr(teacher_cache, "mode", "topk")
         if teacher_cache is None:
-            raise ValueError("a topk_* loss needs teacher_cache (reference_impls.teacher_cache)")
+            raise ValueError(
+                f"a {kind} loss needs teacher_cache (reference_impls.teacher_cache) written "
+                f"with mode={_obj.CACHE_MODES[kind]!r}"
+            )
+        if mode != _obj.CACHE_MODES[kind]:
+            raise ValueError(
+                f"a {kind} loss reads a {_obj.CACHE_MODES[kind]!r} teacher cache; this one was "
+                f"written with mode={mode!r}"
+            )
         if on_policy_ratio > 0.0:
             raise ValueError(
                 "on-policy batches need a live teacher: a teacher cache only covers "
