@@ -49,15 +49,15 @@ def test_example_script_runs_on_cpu(tmp_path: Path) -> None:
     assert "'kd'" in logs and "'ce'" in logs  # the two terms are logged apart
 
 
-def _render_trainer_call(loss: str, kind: str) -> str:
+def _render_trainer_call(loss: str, kind: str, params: str = "") -> str:
     jinja2 = pytest.importorskip("jinja2")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(ROOT / "site" / "templates"), autoescape=True
     )
     template = env.from_string(
-        '{% import "_hf.j2" as hf with context %}{{ hf.trainer_call(l, k) }}'
+        '{% import "_hf.j2" as hf with context %}{{ hf.trainer_call(l, k, p) }}'
     )
-    return template.render(l=loss, k=kind, base="../")
+    return template.render(l=loss, k=kind, p=params, base="../")
 
 
 def _code(html: str) -> str:
@@ -70,6 +70,7 @@ def _code(html: str) -> str:
     ("loss", "kind"),
     [
         ("generalized_jsd", "token"),
+        ("taid_loss", "token"),  # needs its t: the snippet passes the registry's
         ("sft_loss", "sft"),
         ("kl_regularized_pg_loss", "policy_gradient"),
         ("opd_policy_gradient_loss", "on_policy"),
@@ -79,9 +80,11 @@ def test_method_page_snippet_is_a_working_trainer_call(
     tmp_path: Path, loss: str, kind: str
 ) -> None:
     """The snippet a method page shows runs as written on the tiny models (2 steps)."""
+    from kbtool.site.render import python_dict
+    from reference_impls import SPECS
     from reference_impls.integrations import tiny
 
-    code = _code(_render_trainer_call(loss, kind))
+    code = _code(_render_trainer_call(loss, kind, python_dict(dict(SPECS[loss].params))))
     assert f'loss="{loss}"' in code
     namespace = {
         "student": tiny.tiny_causal_lm(),

@@ -473,6 +473,17 @@ def test_huggingface_page_and_trainer_call_on_method_pages(real_site: Path) -> N
     assert "does not feed this loss" in dpo and "--hf" not in re.sub(r"<[^>]+>", "", dpo)
 
 
+def test_site_knows_the_hyperparameters_of_the_registry(real_site: Path) -> None:
+    """Read without torch, they equal the specs' literal params; snippets pass them."""
+    from kbtool.site.refimpl import registry_params
+    from reference_impls.registry import SPECS
+
+    want = {n: dict(s.params) for n, s in SPECS.items() if s.params}
+    assert registry_params() == want and want["taid_loss"] == {"t": 0.4}
+    taid = html_module.unescape((real_site / "methods" / "taid.html").read_text(encoding="utf-8"))
+    assert re.search(r'loss_params=\{"t": 0\.4\}', re.sub(r"<[^>]+>", "", taid))
+
+
 def test_site_knows_the_trainer_kinds_of_the_registry() -> None:
     """The site reads the registry without torch; its view agrees with the trainer's own."""
     from kbtool.site.refimpl import registry_kinds

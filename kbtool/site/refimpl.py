@@ -144,6 +144,31 @@ def registry_kinds(pkg_dir: Path | None = None) -> dict[str, str]:
     return out
 
 
+def registry_params(pkg_dir: Path | None = None) -> dict[str, dict[str, object]]:
+    """Loss name -> the hyperparameters its registry entry passes (``LossSpec``'s ``params``,
+    4th positional or by keyword), read with ``ast`` when they are a literal dict."""
+    path = (pkg_dir if pkg_dir is not None else package_dir()) / "registry.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    out: dict[str, dict[str, object]] = {}
+    for call in ast.walk(tree):
+        if not (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id == "LossSpec"
+            and call.args
+            and isinstance(call.args[0], ast.Attribute)
+        ):
+            continue
+        given = [k.value for k in call.keywords if k.arg == "params"] + call.args[3:4]
+        try:
+            params = ast.literal_eval(given[0]) if given else None
+        except ValueError:  # not a literal: the site shows no parameters
+            params = None
+        if isinstance(params, dict) and params:
+            out[call.args[0].attr] = params
+    return out
+
+
 def _kind_member(node: ast.expr, aliases: dict[str, str]) -> str:
     """``Kind.X`` -> ``"X"``; an alias name -> its member; anything else -> ``""``."""
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):

@@ -37,6 +37,7 @@ from kbtool.site.refimpl import (
     locate,
     package_dir,
     registry_kinds,
+    registry_params,
 )
 from kbtool.site.zoo import read_zoo
 
@@ -267,7 +268,7 @@ class _Renderer:
         from kbtool.core.graph import related_methods
 
         graph = self.kb.graph
-        kinds = registry_kinds(self.pkg_dir)
+        kinds, params = registry_kinds(self.pkg_dir), registry_params(self.pkg_dir)
         for method in self.kb.methods.values():
             source = self._source(method)
             try:
@@ -301,6 +302,9 @@ class _Renderer:
                 zoo_row=self.zoo.rows.get(method.loss.rsplit(".", 1)[1]) if method.loss else None,
                 loss_name=method.loss.rsplit(".", 1)[1] if method.loss else None,
                 trainer_kind=trainer_kind,
+                loss_params=python_dict(params.get(method.loss.rsplit(".", 1)[1], {}))
+                if method.loss
+                else "",
             )
 
     def _source(self, method: Method) -> LossSource | None:
@@ -376,6 +380,11 @@ TRAINER_FEEDS = {
     "SPARSE_SAMPLED": "sampled",
     "ON_POLICY_PG": "on_policy",
 }
+
+
+def python_dict(params: dict[str, object]) -> str:
+    """``{"beta": 0.9}``: hyperparameters as a Python literal for a snippet ('' if none)."""
+    return "{" + ", ".join(f'"{k}": {v!r}' for k, v in params.items()) + "}" if params else ""
 
 
 def _trainer_kind(dotted_loss: str | None, kinds: dict[str, str]) -> str:
