@@ -20,7 +20,16 @@ from kbtool.ingest.bibtex_import import BibtexError, from_bibtex
 
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
 ROUND_TRIP_FIELDS = (
-    "id", "title", "authors", "year", "month", "venue", "venue_year", "arxiv_id", "url", "nodes",
+    "id",
+    "title",
+    "authors",
+    "year",
+    "month",
+    "venue",
+    "venue_year",
+    "arxiv_id",
+    "url",
+    "nodes",
 )
 
 

@@ -112,7 +112,8 @@ def test_reviews_choose_known_nodes_or_drop(
 
 
 def test_every_extension_node_is_used_by_the_placement_data(
-    crosswalk: dict[tuple[str, str], dict[str, Any]], reviews: list[dict[str, Any]],
+    crosswalk: dict[tuple[str, str], dict[str, Any]],
+    reviews: list[dict[str, Any]],
     kb: KnowledgeBase,
 ) -> None:
     """An extension node nobody places papers on would be an empty promise."""

@@ -36,7 +36,6 @@ from reference_impls.zoo import ZooConfig, run_zoo
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess[str]:
     """``python -m torch.distributed.run`` of this interpreter (not a ``torchrun`` on PATH)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]

@@ -78,7 +78,6 @@ def _parse_table(stdout: str) -> list[list[float]]:
     return rows
 
 
-
 @pytest.mark.parametrize("name", NAMES)
 def test_runner_trains(
     name: str, runner_results: dict[str, subprocess.CompletedProcess[str]]

@@ -58,8 +58,12 @@ def test_minimal_records_are_valid() -> None:
         (
             TaxonomyNode,
             {
-                "id": "feature", "name": "Feature", "description": "d", "order": 0,
-                "origin": "survey", "x": 1,
+                "id": "feature",
+                "name": "Feature",
+                "description": "d",
+                "order": 0,
+                "origin": "survey",
+                "x": 1,
             },
         ),
     ],

@@ -95,7 +95,11 @@ def test_average_votes_halves_each_method_and_adds_shared_papers() -> None:
 
 def _node(id_: str, parent: str | None, order: int) -> TaxonomyNode:
     return TaxonomyNode(
-        id=id_, name=id_.title(), parent=parent, description="d", order=order,
+        id=id_,
+        name=id_.title(),
+        parent=parent,
+        description="d",
+        order=order,
         origin=NodeOrigin.SURVEY,
     )
 

@@ -23,9 +23,29 @@ def test_committed_schema_is_current(name: str) -> None:
 def test_paper_schema_names_exactly_the_paper_fields() -> None:
     schema = schema_of("paper")
     assert list(schema["properties"]) == [
-        "id", "title", "authors", "year", "month", "venue", "venue_year", "arxiv_id", "url",
-        "code", "data", "nodes", "placements", "methods", "roles", "teachers", "students",
-        "seed_knowledge", "skills", "elicitation", "objectives", "cited_by_survey", "source",
+        "id",
+        "title",
+        "authors",
+        "year",
+        "month",
+        "venue",
+        "venue_year",
+        "arxiv_id",
+        "url",
+        "code",
+        "data",
+        "nodes",
+        "placements",
+        "methods",
+        "roles",
+        "teachers",
+        "students",
+        "seed_knowledge",
+        "skills",
+        "elicitation",
+        "objectives",
+        "cited_by_survey",
+        "source",
     ]
     assert schema["additionalProperties"] is False
 

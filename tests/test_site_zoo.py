@@ -15,6 +15,7 @@ from reference_impls.zoo.results import COLUMNS
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "site_kb"
 
+
 def _zoo(dir_: Path) -> Path:
     dir_.mkdir(parents=True)
     results = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import logit_batches
 import pytest
 import torch
 from torch import Tensor
@@ -22,12 +23,8 @@ Q = [0.5, 0.3, 0.2]
 
 
 def make_batch(seed: int, shape: tuple[int, ...] = (2, 3, 6)) -> tuple[Tensor, Tensor, Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    student = 2.0 * torch.randn(shape, generator=gen, dtype=torch.float64)
-    teacher = 2.0 * torch.randn(shape, generator=gen, dtype=torch.float64)
-    mask = torch.rand(shape[:-1], generator=gen) < 0.6
-    mask.view(-1)[0], mask.view(-1)[-1] = True, False
-    return student, teacher, mask
+    """The shared batch, over a vocabulary of 6 by default."""
+    return logit_batches.make_batch(seed, shape)
 
 
 def reference_taid(student: Tensor, teacher: Tensor, mask: Tensor, t: float, temp: float) -> Tensor:

@@ -25,7 +25,6 @@ from reference_impls.topk import topk_forward_kl
 VOCAB = 40
 
 
-
 class Bigram:
     """Teacher whose logits at a position depend on that token only; counts its calls."""
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from logit_batches import make_batch
 from torch import Tensor
 
 from reference_impls.akl import adaptive_kl
@@ -101,16 +102,6 @@ CASES: dict[str, tuple[Loss, dict[str, float], PerToken]] = {
         lambda p, q: 0.7 * kl_rows(q, p) + 0.3 * kl_rows(p, q),
     ),
 }
-
-
-def make_batch(seed: int, shape: tuple[int, ...] = (2, 3, 5)) -> tuple[Tensor, Tensor, Tensor]:
-    """Student and teacher logits (float64) and a mask with counted and ignored tokens."""
-    gen = torch.Generator().manual_seed(seed)
-    student = 2.0 * torch.randn(shape, generator=gen, dtype=torch.float64)
-    teacher = 2.0 * torch.randn(shape, generator=gen, dtype=torch.float64)
-    mask = torch.rand(shape[:-1], generator=gen) < 0.6
-    mask.view(-1)[0], mask.view(-1)[-1] = True, False
-    return student, teacher, mask
 
 
 def reference_loss(

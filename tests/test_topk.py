@@ -33,7 +33,6 @@ SPARSE = {
 }
 
 
-
 def stored_topk(teacher: Tensor, k: int, t_store: float = 1.0) -> tuple[Tensor, Tensor]:
     """What a cache holds: the top-k of the teacher's full log-softmax at ``t_store``."""
     values, ids = torch.log_softmax(teacher / t_store, dim=-1).topk(k, dim=-1)

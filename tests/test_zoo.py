@@ -56,7 +56,6 @@ def _draw(report: Any, out: Path) -> None:
         (out / name).write_text(draw(report), encoding="utf-8")
 
 
-
 @pytest.fixture(scope="module")
 def language() -> Language:
     return build_language(ZooConfig(), CPU)

@@ -24,6 +24,7 @@ from reference_impls.demos.world import (
     response_targets,
     sample_continuations,
     single_teacher_world,
+    student_rollout,
     teacher_world_student,
     token_logps,
 )
@@ -34,12 +35,6 @@ from reference_impls.registry import LossSpec
 SPECULATIVE_TOP_K = 4
 
 
-def _reverse_kl(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor) -> Tensor:
-    """Exact per-token KL(q || p) over the vocabulary, mean over the counted tokens (logged)."""
-    log_q, log_p = student_logits.detach().log_softmax(-1), teacher_logits.log_softmax(-1)
-    return (log_q.exp() * (log_q - log_p)).sum(-1)[mask].mean()
-
-
 def on_policy_pg_task(
     spec: LossSpec, cfg: DemoConfig, device: torch.device, gen: torch.Generator
 ) -> Task:
@@ -47,14 +42,12 @@ def on_policy_pg_task(
     teacher, w, student = teacher_world_student(cfg, device, gen)
 
     def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        seqs = sample_continuations(logprobs_of(student), batch[0], cfg.response_len, w.gen)
-        inputs = seqs[:, :-1]
-        with torch.no_grad():
-            t_logits = teacher(inputs).logits
-        s_logits, mask = student(inputs).logits, w.mask(inputs)
-        teacher_logprobs = token_logps(t_logits, seqs)
-        loss = spec.function(s_logits, seqs[:, 1:], teacher_logprobs, mask, **spec.params)
-        return loss, _reverse_kl(s_logits, t_logits, mask)
+        r = student_rollout(student, teacher, w, batch[0], cfg.response_len)
+        teacher_logprobs = token_logps(r.teacher_logits, r.seqs)
+        loss = spec.function(
+            r.student_logits, r.seqs[:, 1:], teacher_logprobs, r.mask, **spec.params
+        )
+        return loss, r.reverse_kl()
 
     return make_task(spec.name, w, student, step, (w.prompts(w.train),), loss_label="KL(q||p)")
 

@@ -27,6 +27,7 @@ from reference_impls.demos.world import (
     response_targets,
     sample_continuations,
     single_teacher_world,
+    student_rollout,
     teacher_model,
     teacher_world_student,
     token_logps,
@@ -185,15 +186,11 @@ def on_policy_task(
     teacher, w, student = teacher_world_student(cfg, device, gen)
 
     def step(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        seqs = sample_continuations(logprobs_of(student), batch[0], cfg.response_len, w.gen)
-        inputs = seqs[:, :-1]
-        with torch.no_grad():
-            t_logits = teacher(inputs).logits
-        s_logits, mask = student(inputs).logits, w.mask(inputs)
-        loss = spec.function(s_logits, t_logits, seqs[:, 1:], mask, **spec.params)
-        log_q, log_p = s_logits.detach().log_softmax(-1), t_logits.log_softmax(-1)
-        reverse_kl = (log_q.exp() * (log_q - log_p)).sum(-1)[mask].mean()
-        return loss, reverse_kl
+        r = student_rollout(student, teacher, w, batch[0], cfg.response_len)
+        loss = spec.function(
+            r.student_logits, r.teacher_logits, r.seqs[:, 1:], r.mask, **spec.params
+        )
+        return loss, r.reverse_kl()
 
     return make_task(spec.name, w, student, step, (w.prompts(w.train),), loss_label="KL(q||p)")
 

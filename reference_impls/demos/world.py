@@ -195,3 +195,35 @@ def teacher_world_student(
     """The usual setting: a random teacher, the world of its samples, a fresh student."""
     teacher, w = single_teacher_world(cfg, device, gen)
     return teacher, w, build_student(cfg, device)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Responses sampled from the current student, both models' logits on ``seqs[:, :-1]``
+    (the teacher's without gradient) and the response mask."""
+
+    seqs: Tensor
+    student_logits: Tensor
+    teacher_logits: Tensor
+    mask: Tensor
+
+    def reverse_kl(self) -> Tensor:
+        """Exact per-token KL(q || p) over the vocabulary, mean over the response (logged)."""
+        log_q = self.student_logits.detach().log_softmax(-1)
+        log_p = self.teacher_logits.log_softmax(-1)
+        return (log_q.exp() * (log_q - log_p)).sum(-1)[self.mask].mean()
+
+
+def student_rollout(
+    student: Callable[[Tensor], LMOutput],
+    teacher: Callable[[Tensor], LMOutput],
+    w: World,
+    prompts: Tensor,
+    response_len: int,
+) -> Rollout:
+    """Sample responses to ``prompts`` from the student and score them with both models."""
+    seqs = sample_continuations(logprobs_of(student), prompts, response_len, w.gen)
+    inputs = seqs[:, :-1]
+    with torch.no_grad():
+        t_logits = teacher(inputs).logits
+    return Rollout(seqs, student(inputs).logits, t_logits, w.mask(inputs))
