@@ -35,8 +35,7 @@ from torch import Tensor
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.topk_cache import median_seconds, synthetic_teacher  # noqa: E402
-from reference_impls.kl import forward_kl  # noqa: E402
+from benchmarks.topk_cache import dense_baseline, median_seconds, synthetic_teacher  # noqa: E402
 from reference_impls.teacher_cache import TeacherCache, write_teacher_cache  # noqa: E402
 from reference_impls.topk import sampled_kd_loss, topk_forward_kl  # noqa: E402
 
@@ -86,13 +85,7 @@ def timing_rows(
     grid: dict[str, Any], storage: list[dict[str, Any]], reps: int
 ) -> list[dict[str, Any]]:
     vocab, n = grid["v"], grid["n"]
-    gen = torch.Generator().manual_seed(2)
-    student = torch.randn(n, vocab, generator=gen).requires_grad_()
-    teacher_logits = torch.randn(n, vocab, generator=gen) * 3
-
-    def dense() -> None:
-        forward_kl(student, teacher_logits).backward()
-        student.grad = None
+    student, dense = dense_baseline(vocab, n)
 
     fns: dict[str, Callable[[], object]] = {"dense forward_kl (logits in memory)": dense}
     for row in storage:

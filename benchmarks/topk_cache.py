@@ -109,10 +109,8 @@ def storage_rows(grid: dict[str, Any], tmp: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def timing_rows(
-    grid: dict[str, Any], storage: list[dict[str, Any]], reps: int
-) -> list[dict[str, Any]]:
-    vocab, n = grid["v"], grid["n"]
+def dense_baseline(vocab: int, n: int) -> tuple[Tensor, Callable[[], None]]:
+    """A student ``[n, V]`` and the baseline step: dense forward KL on in-memory teacher logits."""
     gen = torch.Generator().manual_seed(2)
     student = torch.randn(n, vocab, generator=gen).requires_grad_()
     teacher_logits = torch.randn(n, vocab, generator=gen) * 3
@@ -121,6 +119,15 @@ def timing_rows(
         forward_kl(student, teacher_logits).backward()
         student.grad = None
 
+    return student, dense
+
+
+def timing_rows(
+    grid: dict[str, Any], storage: list[dict[str, Any]], reps: int
+) -> list[dict[str, Any]]:
+    vocab, n = grid["v"], grid["n"]
+    student, dense = dense_baseline(vocab, n)
+
     fns: dict[str, Callable[[], object]] = {"dense": dense}
     rows = [
         {
@@ -128,7 +135,7 @@ def timing_rows(
             "key": "dense",
             "k": None,
             "read_key": None,
-            "teacher_bytes_per_step": teacher_logits.numel() * 4,
+            "teacher_bytes_per_step": student.numel() * 4,  # teacher logits: same shape
         }
     ]
     for entry in storage:

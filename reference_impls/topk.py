@@ -107,24 +107,40 @@ def _log1mexp(x: Tensor) -> Tensor:
     return torch.where(near_zero, torch.log(-torch.expm1(x_near)), torch.log1p(-torch.exp(x_far)))
 
 
+def _check_sparse_pair(student_logits: Tensor, ids: Tensor, values: Tensor, names: str) -> None:
+    """Shapes and dtypes every sparse target shares: integer ids and float values ``[..., m]``
+    of one shape, with the student's token shape; ``names`` is e.g. ``"topk_ids/topk_logprobs"``."""
+    id_name, value_name = names.split("/")
+    s_shape, i_shape, v_shape = (tuple(t.shape) for t in (student_logits, ids, values))
+    if student_logits.dim() == 0 or student_logits.shape[-1] == 0:
+        raise ValueError(f"student logits need a non-empty vocabulary dimension, got {s_shape}")
+    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+        raise TypeError(f"{id_name} must be an integer tensor, got dtype {ids.dtype}")
+    if not values.is_floating_point():
+        raise TypeError(f"{value_name} must be floating point, got dtype {values.dtype}")
+    if i_shape != v_shape:
+        raise ValueError(f"{id_name} {i_shape} and {value_name} {v_shape} must have one shape")
+    if ids.dim() != student_logits.dim() or i_shape[:-1] != s_shape[:-1]:
+        raise ValueError(
+            f"{id_name} and {value_name} must be [..., m] with the student's token shape: "
+            f"student logits {s_shape}, {id_name} {i_shape}"
+        )
+
+
+def _check_in_vocab(ids: Tensor, vocab: int, name: str) -> None:
+    """Counted ids must index the student's vocabulary."""
+    if ids.numel() and (bool((ids < 0).any()) or bool((ids >= vocab).any())):
+        raise ValueError(
+            f"{name} must lie in [0, V={vocab}), got values in [{int(ids.min())}, {int(ids.max())}]"
+        )
+
+
 def _check_topk_inputs(
     student_logits: Tensor, topk_ids: Tensor, topk_logprobs: Tensor, mask: Tensor | None
 ) -> Tensor:
     """Validate shapes, dtypes and (on counted tokens) values; return the bool mask."""
-    s_shape, i_shape, l_shape = (tuple(t.shape) for t in (student_logits, topk_ids, topk_logprobs))
-    if student_logits.dim() == 0 or student_logits.shape[-1] == 0:
-        raise ValueError(f"student logits need a non-empty vocabulary dimension, got {s_shape}")
-    if topk_ids.dtype == torch.bool or topk_ids.is_floating_point() or topk_ids.is_complex():
-        raise TypeError(f"topk_ids must be an integer tensor, got dtype {topk_ids.dtype}")
-    if not topk_logprobs.is_floating_point():
-        raise TypeError(f"topk_logprobs must be floating point, got dtype {topk_logprobs.dtype}")
-    if i_shape != l_shape:
-        raise ValueError(f"topk_ids {i_shape} and topk_logprobs {l_shape} must have one shape")
-    if topk_ids.dim() != student_logits.dim() or i_shape[:-1] != s_shape[:-1]:
-        raise ValueError(
-            f"top-k tensors must be [..., k] with the student's token shape: student logits "
-            f"{s_shape}, topk_ids {i_shape}"
-        )
+    _check_sparse_pair(student_logits, topk_ids, topk_logprobs, "topk_ids/topk_logprobs")
+    i_shape, s_shape = tuple(topk_ids.shape), tuple(student_logits.shape)
     k, vocab = i_shape[-1], s_shape[-1]
     if not 1 <= k <= vocab:
         raise ValueError(f"k must lie in [1, V={vocab}], got k={k} (topk_ids {i_shape})")
@@ -132,11 +148,7 @@ def _check_topk_inputs(
     ids, a = topk_ids[mask], topk_logprobs.detach()[mask].float()
     if ids.numel() == 0:
         return mask
-    if bool((ids < 0).any()) or bool((ids >= vocab).any()):
-        raise ValueError(
-            f"topk_ids must lie in [0, V={vocab}), got values in "
-            f"[{int(ids.min())}, {int(ids.max())}]"
-        )
+    _check_in_vocab(ids, vocab, "topk_ids")
     if k > 1 and bool((ids.sort(dim=-1).values.diff(dim=-1) == 0).any()):
         raise ValueError("topk_ids repeat an id within a token; the k ids must be distinct")
     if bool(a.isnan().any()) or bool((a == math.inf).any()):
@@ -416,26 +428,10 @@ def _check_sampled_inputs(
     student_logits: Tensor, ids: Tensor, weights: Tensor, mask: Tensor | None
 ) -> Tensor:
     """Validate shapes, dtypes and (on counted tokens) values; return the bool mask."""
-    s_shape, i_shape, w_shape = (tuple(t.shape) for t in (student_logits, ids, weights))
-    if student_logits.dim() == 0 or student_logits.shape[-1] == 0:
-        raise ValueError(f"student logits need a non-empty vocabulary dimension, got {s_shape}")
-    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
-        raise TypeError(f"ids must be an integer tensor, got dtype {ids.dtype}")
-    if not weights.is_floating_point():
-        raise TypeError(f"weights must be floating point, got dtype {weights.dtype}")
-    if i_shape != w_shape or ids.dim() != student_logits.dim() or i_shape[:-1] != s_shape[:-1]:
-        raise ValueError(
-            f"ids and weights must be [..., m] with the student's token shape: student logits "
-            f"{s_shape}, ids {i_shape}, weights {w_shape}"
-        )
+    _check_sparse_pair(student_logits, ids, weights, "ids/weights")
     mask = check_mask(mask, student_logits)
     kept_ids, kept_w = ids[mask], weights.detach()[mask]
-    vocab = s_shape[-1]
-    if kept_ids.numel() and (bool((kept_ids < 0).any()) or bool((kept_ids >= vocab).any())):
-        raise ValueError(
-            f"ids must lie in [0, V={vocab}), got values in "
-            f"[{int(kept_ids.min())}, {int(kept_ids.max())}]"
-        )
+    _check_in_vocab(kept_ids, student_logits.shape[-1], "ids")
     if kept_w.numel() and not bool(((kept_w >= 0) & kept_w.isfinite()).all()):
         raise ValueError("weights must be finite and >= 0 at counted tokens")
     return mask

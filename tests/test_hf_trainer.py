@@ -151,21 +151,25 @@ def test_fused_equals_unfused_in_value_and_gradients(
     assert grads[0]["lm_head.weight"].abs().sum() > 0
 
 
-def test_topk_cache_loss_is_our_function_on_the_cached_rows(
-    tmp_path: Path, batch: dict[str, torch.Tensor]
-) -> None:
-    teacher, student = tiny.tiny_teacher("llama"), tiny.tiny_causal_lm("llama")
+def _cache_of_batch(
+    teacher: Any, batch: dict[str, torch.Tensor], path: Path, **mode: Any
+) -> tuple[list[list[int]], Path]:
+    """The batch's unpadded rows and a teacher cache of them (top-k or sampled, per ``mode``)."""
     rows = [
         ids[m.bool()].tolist()
         for ids, m in zip(batch["input_ids"], batch["attention_mask"], strict=True)
     ]
-    path = write_teacher_cache(
-        tmp_path / "t.safetensors",
-        lambda x: teacher(input_ids=x).logits,
-        rows,
-        k=8,
-        progress=False,
+    written = write_teacher_cache(
+        path, lambda x: teacher(input_ids=x).logits, rows, progress=False, **mode
     )
+    return rows, Path(written)
+
+
+def test_topk_cache_loss_is_our_function_on_the_cached_rows(
+    tmp_path: Path, batch: dict[str, torch.Tensor]
+) -> None:
+    teacher, student = tiny.tiny_teacher("llama"), tiny.tiny_causal_lm("llama")
+    rows, path = _cache_of_batch(teacher, batch, tmp_path / "t.safetensors", k=8)
     with TeacherCache.open(path) as cache:
         trainer = DistillationTrainer(
             student,
@@ -215,17 +219,8 @@ def test_sampled_cache_loss_is_our_function_on_the_cached_rows(
     tmp_path: Path, batch: dict[str, torch.Tensor]
 ) -> None:
     teacher, student = tiny.tiny_teacher("llama"), tiny.tiny_causal_lm("llama")
-    rows = [
-        ids[m.bool()].tolist()
-        for ids, m in zip(batch["input_ids"], batch["attention_mask"], strict=True)
-    ]
-    path = write_teacher_cache(
-        tmp_path / "s.safetensors",
-        lambda x: teacher(input_ids=x).logits,
-        rows,
-        mode="sampled",
-        samples=32,
-        progress=False,
+    rows, path = _cache_of_batch(
+        teacher, batch, tmp_path / "s.safetensors", mode="sampled", samples=32
     )
     with TeacherCache.open(path) as cache:
         trainer = DistillationTrainer(

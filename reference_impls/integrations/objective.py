@@ -182,47 +182,24 @@ def _weight_and_bias(head: torch.nn.Module) -> tuple[Tensor, Tensor | None]:
     return weight, bias if isinstance(bias, Tensor) else None
 
 
-def from_topk(
-    obj: Objective,
-    student: Tensor,
-    topk_ids: Tensor,
-    topk_logprobs: Tensor,
-    cache_mask: Tensor,
-    labels: Tensor,
-    storage_temperature: float,
-) -> Terms:
-    """A ``topk_*`` loss on cached teacher rows ``[B, Lc, k]`` (row t predicts token t + 1)."""
-    targets, mask = shift(labels)
-    length = student.shape[1] - 1
-    ids, lps, cmask = (_fit(x, length) for x in (topk_ids, topk_logprobs, cache_mask))
-    s = student[:, :-1]
-    kd = obj.fn(
-        s,
-        ids,
-        lps,
-        mask & cmask,
-        temperature=obj.temperature,
-        storage_temperature=storage_temperature,
-        **obj.params,
-    )
-    ce = reference_impls.REGISTRY["sft_loss"](s, targets)
-    return _combine(obj, ce, kd)
-
-
-def from_sampled(
+def from_cache(
     obj: Objective,
     student: Tensor,
     ids: Tensor,
-    weights: Tensor,
+    values: Tensor,
     cache_mask: Tensor,
     labels: Tensor,
+    **cache_params: float,
 ) -> Terms:
-    """A sampled-cache loss on cached rows ``[B, Lc, w]`` of ids and importance weights."""
+    """A cache loss on cached teacher rows ``[B, Lc, w]`` (row t predicts token t + 1): top-k
+    log-probs (with ``storage_temperature``) or sampled ids' importance weights."""
     targets, mask = shift(labels)
     length = student.shape[1] - 1
-    ids, weights, cmask = (_fit(x, length) for x in (ids, weights, cache_mask))
+    ids, values, cmask = (_fit(x, length) for x in (ids, values, cache_mask))
     s = student[:, :-1]
-    kd = obj.fn(s, ids, weights, mask & cmask, temperature=obj.temperature, **obj.params)
+    kd = obj.fn(
+        s, ids, values, mask & cmask, temperature=obj.temperature, **cache_params, **obj.params
+    )
     ce = reference_impls.REGISTRY["sft_loss"](s, targets)
     return _combine(obj, ce, kd)
 

@@ -237,16 +237,9 @@ class DistillationTrainer(Trainer):
         if kind in _obj.CACHE_MODES:
             ids, values, cmask = self.teacher_cache.get_batch(inputs["cache_index"].tolist())
             ids, values, cmask = (x.to(logits.device) for x in (ids, values, cmask))
-            if kind == "sampled":
-                return _obj.from_sampled(obj, logits, ids, values, cmask, labels)
-            return _obj.from_topk(
-                obj,
-                logits,
-                ids,
-                values,
-                cmask,
-                labels,
-                self.teacher_cache.storage_temperature,
+            extra = {"storage_temperature": self.teacher_cache.storage_temperature}
+            return _obj.from_cache(
+                obj, logits, ids, values, cmask, labels, **(extra if kind == "topk" else {})
             )
         with torch.no_grad():
             t_logits = self._teacher()(**model_inputs).logits
