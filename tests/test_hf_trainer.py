@@ -8,6 +8,7 @@ trainer must reproduce them, train, and feed the student's own samples on on-pol
 from __future__ import annotations
 
 import copy
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -278,6 +279,44 @@ def test_opd_loss_gets_the_teachers_logprobs_of_the_completion(
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     got.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
+def test_taid_follows_its_schedule_in_the_trainer(tmp_path: Path) -> None:
+    """t starts at the registry's 0.4 and moves after every step with that step's KD term."""
+    steps = 4
+    trainer = DistillationTrainer(
+        tiny.tiny_causal_lm(),
+        tiny.tiny_teacher(),
+        tiny.training_args(tmp_path, steps=steps, batch_size=4),
+        train_dataset=tiny.tiny_dataset(16, seed=0),
+        loss="taid_loss",
+        loss_params={"t": 0.4},
+    )
+    trainer.train()
+    kd = [h["kd"] for h in trainer.state.log_history if "kd" in h]
+    assert len(kd) == steps
+    # independent replay of the official update on the logged losses
+    t, previous, smoothed = 0.4, None, 0.0
+    for n, loss in enumerate(kd):
+        if previous is not None:
+            smoothed = 0.99 * smoothed + 0.01 * (previous - loss) / (previous + 1e-15)
+            step = 5e-4 / (1 + math.exp(-smoothed)) * (1 - t)
+            t = min(1.0, max(0.4 + 0.6 * n / steps, t + step))
+        previous = loss
+    assert t > 0.4
+    assert trainer.kd_objective.params["t"] == pytest.approx(t, rel=1e-4)
+
+    fixed = DistillationTrainer(
+        tiny.tiny_causal_lm(),
+        tiny.tiny_teacher(),
+        tiny.training_args(tmp_path, steps=2, batch_size=4),
+        train_dataset=tiny.tiny_dataset(8, seed=0),
+        loss="taid_loss",
+        loss_params={"t": 0.7},
+        follow_schedule=False,
+    )
+    fixed.train()
+    assert fixed.kd_objective.params == {"t": 0.7}
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from reference_impls.integrations.batches import (
     completion_batch,
     split_prompts,
 )
+from reference_impls.integrations.schedules import ScheduledParams
 
 try:
     from transformers import PreTrainedModel, Trainer
@@ -72,6 +73,10 @@ class DistillationTrainer(Trainer):
       ``generation_kwargs`` such as ``top_k``/``top_p``); the prompt of a row is everything
       before its first counted label; the coin is drawn from a generator seeded with
       ``args.seed``, so every process of a distributed run makes the same choice;
+    * ``follow_schedule``: a loss whose registry entry has a ``schedule`` (``taid_loss``'s
+      adaptive ``t``) follows it, advanced after every optimiser step with that step's KD
+      term (averaged over micro-batches and processes); the scheduled keys override
+      ``loss_params``. ``False`` keeps ``loss_params`` fixed;
     * ``reward_fn``: rewards of whole sequences for ``kl_regularized_pg_loss`` (default 0);
       ``opd_policy_gradient_loss`` needs none: the teacher's log-probs set its per-token reward.
 
@@ -97,6 +102,7 @@ class DistillationTrainer(Trainer):
         generation_temperature: float = 1.0,
         generation_kwargs: Mapping[str, Any] | None = None,
         reward_fn: RewardFn | None = None,
+        follow_schedule: bool = True,
         **trainer_kwargs: Any,
     ) -> None:
         topk_cache = teacher_cache is not None and getattr(teacher_cache, "mode", "topk") == "topk"
@@ -131,6 +137,10 @@ class DistillationTrainer(Trainer):
         self.reward_fn = reward_fn
         self._coin = torch.Generator().manual_seed(self.args.seed)
         self._logged: dict[str, list[float]] = {}
+        factory = reference_impls.SPECS[loss].schedule
+        self._scheduled = ScheduledParams(self, factory) if factory and follow_schedule else None
+        if self._scheduled is not None:
+            self.add_callback(self._scheduled)
 
     def _prepare_teacher(self, teacher: nn.Module | None) -> nn.Module | None:
         """Freeze the teacher and place it like the student (sharded under DeepSpeed/FSDP).
@@ -169,6 +179,8 @@ class DistillationTrainer(Trainer):
             inputs, resampled = self.sample_completions(model, inputs), True
         terms = self.distillation_terms(model, inputs)
         self._record(terms, train=model.training)
+        if model.training and self._scheduled is not None and terms.kd is not None:
+            self._scheduled.record(float(terms.kd.detach()))
         loss = self._scale_for_accumulation(
             terms.loss, inputs["labels"], num_items_in_batch, resampled
         )
