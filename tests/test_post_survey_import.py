@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 import kbtool
@@ -355,22 +356,16 @@ def test_bad_input_is_reported_and_nothing_written(
     assert snapshot(root) == before
 
 
+def _import_cli(source: Path, crosswalk: Path, reviews: Path, root: Path) -> Result:
+    """``kbtool import-papers`` on these files, in a wide terminal."""
+    args = ["--crosswalk", str(crosswalk), "--reviews", str(reviews), "--root", str(root)]
+    return CliRunner(env={"COLUMNS": "1000"}).invoke(app, ["import-papers", str(source), *args])
+
+
 def test_cli_bad_input_exits_1_with_file_field_lines(root: Path, tmp_path: Path) -> None:
     source, cw, rv = write_inputs(tmp_path / "in", reviews={"reviews": []})
     before = snapshot(root)
-    result = CliRunner(env={"COLUMNS": "1000"}).invoke(
-        app,
-        [
-            "import-papers",
-            str(source),
-            "--crosswalk",
-            str(cw),
-            "--reviews",
-            str(rv),
-            "--root",
-            str(root),
-        ],
-    )
+    result = _import_cli(source, cw, rv, root)
     assert result.exit_code == 1
     assert f"{source.name}:line 2: list_sections: arXiv 2501.00002 gets no node" in result.stderr
     assert "Traceback" not in result.output
@@ -379,21 +374,11 @@ def test_cli_bad_input_exits_1_with_file_field_lines(root: Path, tmp_path: Path)
 
 def test_cli_good_input_prints_what_changed(root: Path, tmp_path: Path) -> None:
     source, cw, rv = write_inputs(tmp_path / "in")
-    args = [
-        "import-papers",
-        str(source),
-        "--crosswalk",
-        str(cw),
-        "--reviews",
-        str(rv),
-        "--root",
-        str(root),
-    ]
-    result = CliRunner(env={"COLUMNS": "1000"}).invoke(app, args)
+    result = _import_cli(source, cw, rv, root)
     assert result.exit_code == 0, result.output
     assert "5 papers in the source: 2 added, 0 updated, 1 dropped" in result.stdout
     assert "+ lee2024token" in result.stdout
-    again = CliRunner(env={"COLUMNS": "1000"}).invoke(app, args)
+    again = _import_cli(source, cw, rv, root)
     assert "0 added, 0 updated" in again.stdout
 
 
