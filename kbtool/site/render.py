@@ -21,8 +21,9 @@ import jinja2
 import yaml
 from markupsafe import Markup
 
-from kbtool.core.knowledge_base import KnowledgeBase, normalize_text
+from kbtool.core.knowledge_base import KnowledgeBase
 from kbtool.core.model import Method, Paper
+from kbtool.core.query_index import normalize_text
 from kbtool.core.taxonomy import bundled_vocabulary
 from kbtool.site.benchmark import read_benchmark
 from kbtool.site.figures import statistics_figures
