@@ -6,16 +6,18 @@ the result or crashes; a file with a problem is never served from the cache.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from kbtool.core import load_cache, loader
+from kbtool.core import load_cache, paper_files
 from kbtool.core.load_cache import CACHE_FILE, content_digest, read_cache
 from kbtool.core.loader import Records, load_records
 
-KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
+REPO = Path(__file__).resolve().parent.parent
+KB_SMALL = REPO / "tests" / "fixtures" / "kb_small"
 MINILLM = "papers/gu2023minillm.yaml"
 
 
@@ -37,9 +39,9 @@ def edit(root: Path, rel: str, old: str, new: str) -> None:
 def same(a: Records, b: Records) -> None:
     """Both loads hold the same records and problems (fields set by each file included)."""
     assert a.papers == b.papers
-    assert [p.model_fields_set for p in a.papers] == [p.model_fields_set for p in b.papers]
-    assert [p.source.model_fields_set for p in a.papers] == [
-        p.source.model_fields_set for p in b.papers
+    # the fields each file set, nested models included
+    assert [p.model_dump(exclude_unset=True) for p in a.papers] == [
+        p.model_dump(exclude_unset=True) for p in b.papers
     ]
     assert (a.nodes, a.methods) == (b.nodes, b.methods)
     assert a.problems == b.problems
@@ -48,13 +50,13 @@ def same(a: Records, b: Records) -> None:
 def checked_files(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record which paper files the loader parses and validates (cache misses)."""
     seen: list[str] = []
-    original = loader._check_paper
+    original = paper_files.check_paper
 
-    def spy(job: tuple[Path, str]) -> loader._PaperOutcome:
+    def spy(job: tuple[Path, str]) -> paper_files.PaperOutcome:
         seen.append(job[1])
         return original(job)
 
-    monkeypatch.setattr(loader, "_check_paper", spy)
+    monkeypatch.setattr(paper_files, "check_paper", spy)
     return seen
 
 
@@ -149,22 +151,65 @@ def test_a_corrupt_cache_is_ignored_and_replaced(kb: Path) -> None:
         assert read_cache(kb)  # rewritten, readable again
 
 
-def test_a_cache_pydantic_refuses_falls_back_to_a_cold_load(kb: Path) -> None:
-    """Even a cache whose checksums match cannot smuggle in a model the schema refuses."""
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'"year":2023', b'"year":2023,"colour":"red"'),  # a field the model does not have
+        (b'"title":', b'"headline":'),  # a required field missing
+        (b'"source":{', b'"source":[{'),  # wrong shape
+        (b'"year":2023', b'"year":1066'),  # a value the schema refuses
+    ],
+)
+def test_a_cache_entry_that_does_not_fit_the_model_means_a_cold_load(
+    kb: Path, old: bytes, new: bytes
+) -> None:
+    """Even with its checksums recomputed, a cache entry that does not fit the model is not
+    served: the load starts over from the files."""
     expected = load_records(kb, cache=False)
     load_records(kb)
-    header_line, body = (kb / CACHE_FILE).read_bytes().split(b"\n", 1)
-    header = json.loads(header_line)
+    header = json.loads((kb / CACHE_FILE).read_bytes().split(b"\n", 1)[0])
     entries = read_cache(kb)
-    doctored = {
-        rel: entry.body.replace(b'"year":2023', b'"year":1066') for rel, entry in entries.items()
-    }
+    doctored = {rel: e.body.replace(old, new, 1) for rel, e in entries.items()}
     assert doctored != {rel: e.body for rel, e in entries.items()}
-    new_body = b"".join(doctored.values())
-    header["body"] = content_digest(new_body)
-    header["entries"] = [[rel, e.digest, len(doctored[rel])] for rel, e in entries.items()]
-    (kb / CACHE_FILE).write_bytes(json.dumps(header).encode() + b"\n" + new_body)
+    body = b"".join(doctored.values())
+    header["body"] = content_digest(body)
+    header["entries"] = [[rel, e.digest, len(doctored[rel]), None] for rel, e in entries.items()]
+    (kb / CACHE_FILE).write_bytes(json.dumps(header).encode() + b"\n" + body)
     same(load_records(kb), expected)
+
+
+def test_the_bundled_knowledge_base_loads_the_same_warm_and_cold(tmp_path: Path) -> None:
+    """Every kind of provenance block of the real papers survives the cache."""
+    root = tmp_path / "kb"
+    shutil.copytree(REPO / "taxonomy", root / "taxonomy")
+    shutil.copytree(REPO / "papers", root / "papers")
+    cold = load_records(root)
+    assert len(cold.papers) > 700 and cold.problems == []
+    same(load_records(root), cold)
+
+
+def test_a_touched_file_is_hashed_and_an_edit_keeping_size_and_mtime_is_seen(
+    kb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stat signature only lets unchanged files skip hashing: a new mtime alone leads to
+    a hash (same content: still a hit), and a same-size edit with the old mtime put back is
+    caught by the change time."""
+    monkeypatch.setattr(paper_files, "RACY_NS", 0)  # trust signatures at once
+    load_records(kb)
+    assert read_cache(kb)[MINILLM].signature is not None
+    path = kb / MINILLM
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    seen = checked_files(monkeypatch)
+    load_records(kb)
+    assert seen == []
+    stat = path.stat()
+    edit(kb, MINILLM, "year: 2023\n", "year: 2022\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    records = load_records(kb)
+    assert seen == [MINILLM]
+    assert next(p for p in records.papers if p.id == "gu2023minillm").year == 2022
 
 
 def test_a_cache_made_for_another_key_is_not_used(

@@ -2,7 +2,8 @@
 content hash, so that loading an unchanged knowledge base skips YAML parsing.
 
 One file, ``<root>/.cache/kbtool/papers.cache``: a JSON header line (format, key, one
-``[file, content digest, length]`` entry per paper, digest of the body), then the bodies. The
+``[file, content digest, length, stat signature]`` entry per paper, digest of the body), then
+the bodies. The
 key covers everything validation depends on besides the file itself (package and pydantic
 versions, the model's source and JSON Schema, the taxonomy vocabulary), so a change to any of
 them invalidates every entry; a changed file invalidates only its own entry.
@@ -29,7 +30,7 @@ from kbtool.core.atomic import write_bytes_atomic
 from kbtool.core.taxonomy import TaxonomyUnavailableError, bundled_vocabulary
 
 CACHE_FILE = Path(".cache") / "kbtool" / "papers.cache"
-FORMAT = "kbtool-load-cache/1"
+FORMAT = "kbtool-load-cache/2"
 
 
 def content_digest(raw: bytes) -> str:
@@ -37,12 +38,18 @@ def content_digest(raw: bytes) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
+#: (size, mtime_ns, ctime_ns, inode): a file with the same signature has not been rewritten.
+Signature = tuple[int, int, int, int]
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One cached file: the digest of its bytes and its validated model as JSON."""
+    """One cached file: the digest of its bytes, its validated model as JSON, and its stat
+    signature when that can be trusted to tell an unchanged file (see ``paper_files``)."""
 
     digest: str
     body: bytes
+    signature: Signature | None = None
 
 
 @functools.cache
@@ -87,14 +94,22 @@ def read_cache(root: Path) -> dict[str, Entry]:
             return {}
         entries: dict[str, Entry] = {}
         offset = 0
-        for rel, digest, length in header["entries"]:
+        for rel, digest, length, signature in header["entries"]:
             if not (isinstance(rel, str) and isinstance(digest, str) and isinstance(length, int)):
                 return {}
-            entries[rel] = Entry(digest, body[offset : offset + length])
+            entries[rel] = Entry(digest, body[offset : offset + length], _signature(signature))
             offset += length
         return entries if offset == len(body) else {}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
+
+
+def _signature(value: object) -> Signature | None:
+    if isinstance(value, list) and len(value) == 4 and all(type(v) is int for v in value):
+        return (value[0], value[1], value[2], value[3])
+    if value is None:
+        return None
+    raise ValueError("malformed signature")
 
 
 def write_cache(root: Path, entries: dict[str, Entry]) -> None:
@@ -104,7 +119,7 @@ def write_cache(root: Path, entries: dict[str, Entry]) -> None:
         "format": FORMAT,
         "key": cache_key(),
         "body": content_digest(body),
-        "entries": [[rel, e.digest, len(e.body)] for rel, e in entries.items()],
+        "entries": [[rel, e.digest, len(e.body), e.signature] for rel, e in entries.items()],
     }
     data = json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
     try:
