@@ -182,6 +182,12 @@ def test_the_same_query_twice_gives_the_same_answer(kb: KnowledgeBase) -> None:
     kb.query(teacher="llama", venue="emnlp")
     assert [p.id for p in kb.query(teacher="gpt", year_min=2020)] == first
     assert first == brute_force(kb, {"teacher": "gpt", "year_min": 2020})
+    kb.query(teacher="gpt", year_min=2020).clear()  # a caller's list is its own
+    kb.papers_under(next(iter(kb.nodes))).clear()
+    assert [p.id for p in kb.query(teacher="gpt", year_min=2020)] == first
+    assert len(kb.papers_under(next(iter(kb.nodes)))) == len(
+        brute_force(kb, {"node": next(iter(kb.nodes))})
+    )
 
 
 def test_papers_under_and_papers_using_match_a_plain_scan(kb: KnowledgeBase) -> None:

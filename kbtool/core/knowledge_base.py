@@ -165,18 +165,13 @@ class KnowledgeBase:
                 sets.append(ix.containing(name, normalize_text(needle)))
         if year_min is not None or year_max is not None:
             sets.append(ix.years(year_min, year_max))
-        pool = intersection(sets, ix.all_ids)
         if text:
-            key = normalize_text(text)
-            pool = frozenset(pid for pid in pool if key in ix.text[pid])
-        return self._in_order(pool)
+            sets.append(ix.matching_text(normalize_text(text)))
+        return self._in_order(intersection(sets, ix.all_ids))
 
-    def _in_order(self, ids: frozenset[str] | set[str]) -> list[Paper]:
+    def _in_order(self, ids: frozenset[str]) -> list[Paper]:
         """The papers of ``ids`` in the knowledge base's order (newest first)."""
-        papers = self.papers
-        if len(ids) * 8 > len(papers):  # a large share: one pass beats a sort
-            return [p for pid, p in papers.items() if pid in ids]
-        return [papers[pid] for pid in sorted(ids, key=self._index.rank.__getitem__)]
+        return list(self._index.ordered(ids, self.papers))
 
     def methods_where(
         self,

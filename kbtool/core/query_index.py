@@ -10,6 +10,8 @@ from kbtool.core import provenance
 from kbtool.core.model import Paper, TaxonomyNode
 
 MEMO_SIZE = 1024
+#: Ordered results remembered (each up to a tuple of every paper: kept few).
+ORDERED_MEMO_SIZE = 128
 
 
 def normalize_text(text: str) -> str:
@@ -91,6 +93,7 @@ class QueryIndex:
             pid: normalize_text(p.title + " " + " ".join(p.authors)) for pid, p in papers.items()
         }
         self._memo: dict[tuple[str, object], frozenset[str]] = {}
+        self._ordered: dict[frozenset[str], tuple[Paper, ...]] = {}
 
     def _remember(
         self, key: tuple[str, object], make: Callable[[], frozenset[str]]
@@ -100,6 +103,27 @@ class QueryIndex:
                 self._memo.clear()
             self._memo[key] = make()
         return self._memo[key]
+
+    def ordered(self, ids: frozenset[str], papers: dict[str, Paper]) -> tuple[Paper, ...]:
+        """The papers of ``ids`` newest first; remembered, as the same sets come back (a node,
+        a year range, a text)."""
+        found = self._ordered.get(ids)
+        if found is None:
+            if len(self._ordered) >= ORDERED_MEMO_SIZE:
+                self._ordered.clear()
+            if len(ids) * 8 > len(papers):  # a large share: one pass beats a sort
+                found = tuple(p for pid, p in papers.items() if pid in ids)
+            else:
+                found = tuple(papers[pid] for pid in sorted(ids, key=self.rank.__getitem__))
+            self._ordered[ids] = found
+        return found
+
+    def matching_text(self, key: str) -> frozenset[str]:
+        """Papers whose normalised title and authors contain ``key``."""
+        return self._remember(
+            ("text", key),
+            lambda: frozenset(pid for pid, text in self.text.items() if key in text),
+        )
 
     def fact_or_node(self, fact: str) -> frozenset[str]:
         """Papers with the survey-table fact or placed on the node of that name."""
