@@ -12,12 +12,12 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import kbtool
-from kbtool.site import build_site
-from kbtool.site import mkdocs_run
+from kbtool.site import build_site, mkdocs_run
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "site_kb"
@@ -65,15 +65,13 @@ def assert_same_sites(root: Path, tmp_path: Path) -> tuple[dict[str, bytes], lis
     built: list[str] = []
     original = mkdocs_run.PageCache.store
 
-    def spy(self: mkdocs_run.PageCache, rel: str, *args: object) -> None:
+    def spy(self: mkdocs_run.PageCache, rel: str, *args: Any) -> None:  # noqa: ANN401
         built.append(rel)
-        original(self, rel, *args)  # type: ignore[arg-type]
+        original(self, rel, *args)
 
-    pytest.MonkeyPatch().setattr(mkdocs_run.PageCache, "store", spy)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mkdocs_run.PageCache, "store", spy)
         build(root, tmp_path / "incremental", incremental=True)
-    finally:
-        mkdocs_run.PageCache.store = original  # type: ignore[method-assign]
     shutil.rmtree(root / "no-cache-dir-used", ignore_errors=True)
     build(root, tmp_path / "full", incremental=False)
     incremental, full = tree(tmp_path / "incremental"), tree(tmp_path / "full")
