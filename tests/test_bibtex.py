@@ -211,3 +211,10 @@ def test_a_large_export_writes_in_place_without_the_deep_copy_warning(
     default = bibtexparser.write_string(Library([_entry(p) for p in papers[:300]]))
     assert to_bibtex(papers[:300]) == default
     assert text.count("\n@") + text.startswith("@") == threshold + 1
+
+
+def test_a_library_is_its_entries_joined_by_blank_lines(real_kb: KnowledgeBase) -> None:
+    """The site writes each paper's entry once and joins entries for the downloads; that must
+    be the text bibtexparser writes for the whole library."""
+    papers = list(real_kb.papers.values())
+    assert "\n\n".join(to_bibtex([p]) for p in papers) == to_bibtex(papers)

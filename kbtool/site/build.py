@@ -7,6 +7,7 @@ when mkdocs succeeded, so a failed build never leaves a half-written site behind
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -15,13 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import kbtool
+from kbtool.core.atomic import write_text_atomic
 from kbtool.core.knowledge_base import KnowledgeBase
 from kbtool.site.mkdocs_run import MkdocsFailedError, PageCache, run_mkdocs
+from kbtool.site.paper_pages import PaperPageCache
+from kbtool.site.paper_pages import read_cache as read_paper_cache
 from kbtool.site.render import SITE_SRC, render_docs, write_mkdocs_config
 from kbtool.site.zoo import DEFAULT_ZOO_DIR
 
 DEFAULT_OUT = Path("build") / "site"
 DEFAULT_BENCHMARK_JSON = Path("build") / "benchmarks" / "fused_loss.json"
+PAPER_PAGES = "paper-pages.json"
 
 
 class SiteBuildError(RuntimeError):
@@ -74,13 +79,22 @@ def build_site(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.build-", dir=out_path.parent))
     try:
         started = time.perf_counter()
-        docs, html = tmp / "docs", tmp / "html"
+        directory = _cache_dir(kb, cache_dir)
+        html = tmp / "html"
+        docs = directory / "docs" if directory is not None else tmp / "docs"
+        paper_cache = PaperPageCache()
+        if directory is not None:
+            if incremental:
+                paper_cache = read_paper_cache(directory / PAPER_PAGES)
+            # Until this build succeeds, docs/ matches no saved state.
+            (directory / PAPER_PAGES).unlink(missing_ok=True)
         rendered = render_docs(
             kb,
             docs,
             site_src=site_src,
             benchmark_json=Path(benchmark_json) if benchmark_json is not None else None,
             zoo_dir=Path(zoo_dir) if zoo_dir is not None else None,
+            paper_cache=paper_cache,
         )
         config = write_mkdocs_config(
             tmp / "mkdocs.yml", docs, html, rendered.nav, site_src=site_src
@@ -95,7 +109,7 @@ def build_site(
             shutil.rmtree(keep_docs, ignore_errors=True)
             shutil.copytree(docs, keep_docs)
         started = time.perf_counter()
-        cache = PageCache(_cache_dir(kb, cache_dir), reuse=incremental)
+        cache = PageCache(directory, reuse=incremental)
         try:
             result.mkdocs_log = run_mkdocs(config, cache)
         except MkdocsFailedError as exc:
@@ -104,6 +118,8 @@ def build_site(
         finally:
             result.mkdocs_seconds = time.perf_counter() - started
         _swap_into_place(html, out_path)
+        if directory is not None:
+            _save_paper_cache(directory / PAPER_PAGES, paper_cache)
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -117,6 +133,13 @@ def _cache_dir(kb: KnowledgeBase, cache_dir: Path | str | None) -> Path | None:
     except OSError:
         return None
     return directory
+
+
+def _save_paper_cache(path: Path, cache: PaperPageCache) -> None:
+    try:
+        write_text_atomic(path, json.dumps({"pages": cache.new}))
+    except OSError:
+        return  # the next incremental build renders every paper page again
 
 
 def _swap_into_place(new: Path, out: Path) -> None:

@@ -31,6 +31,7 @@ from kbtool.site.mathml import FormulaError, latex_to_mathml
 from kbtool.site.new_since_survey import PAGE as NEW_SINCE_SURVEY_PAGE
 from kbtool.site.new_since_survey import render_page as render_new_since_survey
 from kbtool.site.new_since_survey import row_facets, site_globals
+from kbtool.site.paper_pages import PaperPageCache, render_paper_pages, shared_inputs
 from kbtool.site.refimpl import (
     LossSource,
     ReferenceImplError,
@@ -133,6 +134,7 @@ class _Renderer:
         site_src: Path,
         benchmark: Path | None,
         zoo_dir: Path | None = None,
+        paper_cache: PaperPageCache | None = None,
     ):
         self.kb = kb
         self.docs = docs
@@ -143,6 +145,9 @@ class _Renderer:
         self.to_bibtex, self.to_csl_json, self.to_json = _exporters()
         self.counts = {nid: len(kb.papers_under(nid)) for nid in kb.nodes}
         self.pkg_dir = package_dir()
+        self.site_src = site_src
+        self.paper_cache = paper_cache if paper_cache is not None else PaperPageCache()
+        self.bib_entries: dict[str, str] = {}
         self.base_globals = {"kb": kb, "counts": self.counts, **site_globals(kb)}
 
     # -- helpers ------------------------------------------------------------------------------
@@ -189,16 +194,20 @@ class _Renderer:
             )
 
     def papers(self) -> None:
-        for paper in self.kb.papers.values():
-            self.write(
-                f"papers/{paper.id}.md",
-                "paper.md.j2",
-                "paper",
-                front_matter=front_matter(paper.title),
-                paper=paper,
-                bibtex=self.to_bibtex([paper]).strip(),
-                role_names={r[0]: r[1] for r in ROLES},
-            )
+        self.bib_entries = render_paper_pages(
+            self.kb,
+            self.env.get_template("paper.md.j2"),
+            self.write_file,
+            front_matter,
+            self.to_bibtex,
+            {r[0]: r[1] for r in ROLES},
+            shared_inputs(self.kb, self.site_src, repr(ROLES)),
+            self.paper_cache,
+            self.docs,
+        )
+        self.result.pages["paper"] = [f"papers/{pid}.md" for pid in self.kb.papers]
+        for stale in set(self.paper_cache.old) - set(self.paper_cache.new):
+            (self.docs / stale).unlink(missing_ok=True)
         self.write(
             "papers.md",
             "papers.md.j2",
@@ -326,12 +335,12 @@ class _Renderer:
     def downloads(self) -> None:
         papers = list(self.kb.papers.values())
         files = {
-            "downloads/kd-atlas.bib": self.to_bibtex(papers),
+            "downloads/kd-atlas.bib": self.bibtex(papers),
             "downloads/kd-atlas.csl.json": self.to_csl_json(papers),
             "downloads/kd-atlas.json": self.to_json(self.kb),
         }
         for node in self.kb.nodes.values():
-            files[f"downloads/nodes/{node.id}.bib"] = self.to_bibtex(self.kb.papers_under(node.id))
+            files[f"downloads/nodes/{node.id}.bib"] = self.bibtex(self.kb.papers_under(node.id))
         for rel, text in files.items():
             self.write_file(rel, text)
             self.result.downloads.append(rel)
@@ -342,6 +351,12 @@ class _Renderer:
             front_matter=front_matter("Downloads"),
             stats=self.kb.stats(),
         )
+
+    def bibtex(self, papers: list[Paper]) -> str:
+        """BibTeX of ``papers``: each paper's entry is written once per build (the text of a
+        library is its entries joined by blank lines; a test checks this against bibtexparser)."""
+        entries = self.bib_entries
+        return "\n\n".join(entries.get(p.id) or self.to_bibtex([p]) for p in papers)
 
     def huggingface(self) -> None:
         self.write(
@@ -390,12 +405,22 @@ def render_docs(
     site_src: Path = SITE_SRC,
     benchmark_json: Path | None = None,
     zoo_dir: Path | None = None,
+    paper_cache: PaperPageCache | None = None,
 ) -> RenderResult:
-    """Write every markdown page, SVG plot, download file and asset of the site to ``docs_dir``."""
+    """Write every markdown page, SVG plot, download file and asset of the site to ``docs_dir``.
+
+    With a ``paper_cache`` of the previous render into the same ``docs_dir``, paper pages whose
+    inputs are unchanged are kept; every other file is removed and written again.
+    """
     if not (site_src / "templates").is_dir():
         raise SiteRenderError(f"site sources not found at {site_src} (templates/ is missing)")
+    keep = set(paper_cache.old) if paper_cache is not None else set()
+    if docs_dir.is_dir():
+        for path in [p for p in docs_dir.rglob("*") if p.is_file() or p.is_symlink()]:
+            if path.relative_to(docs_dir).as_posix() not in keep:
+                path.unlink()
     docs_dir.mkdir(parents=True, exist_ok=True)
-    renderer = _Renderer(kb, docs_dir, site_src, benchmark_json, zoo_dir)
+    renderer = _Renderer(kb, docs_dir, site_src, benchmark_json, zoo_dir, paper_cache)
     renderer.home()
     renderer.taxonomy()
     renderer.papers()
@@ -407,7 +432,7 @@ def render_docs(
     renderer.downloads()
     renderer.huggingface()
     renderer.contributing()
-    shutil.copytree(site_src / "assets", docs_dir / ASSETS_DIR)
+    shutil.copytree(site_src / "assets", docs_dir / ASSETS_DIR, dirs_exist_ok=True)
     result = renderer.result
     result.nav = [
         {"Home": "index.md"},
