@@ -111,7 +111,7 @@ def build_site(
         started = time.perf_counter()
         cache = PageCache(directory, reuse=incremental)
         try:
-            result.mkdocs_log = run_mkdocs(config, cache)
+            result.mkdocs_log = run_mkdocs(config, cache, rendered.fragments)
         except MkdocsFailedError as exc:
             result.mkdocs_log = exc.log
             raise SiteBuildError(f"mkdocs build --strict failed:\n{exc.log}") from exc

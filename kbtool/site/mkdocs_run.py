@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from typing import Any
 from kbtool.core.atomic import write_text_atomic
 
 CACHED_PREFIXES = ("papers/", "taxonomy/")
+_FRAGMENT = re.compile(r'<div data-kb-fragment="([0-9a-f]+)"></div>')
 STATE_FORMAT = "kbtool-site-pages/1"
 
 
@@ -156,8 +158,10 @@ def _captured_mkdocs_log() -> Iterator[_LogCollector]:
         logger.propagate = saved[1]
 
 
-def run_mkdocs(config_path: Path, cache: PageCache) -> str:
+def run_mkdocs(config_path: Path, cache: PageCache, fragments: dict[str, str] | None = None) -> str:
     """Build the site of ``config_path`` (strict), reusing ``cache``; returns mkdocs's log.
+    Each ``<div data-kb-fragment="NAME"></div>`` of a finished page is replaced by
+    ``fragments[NAME]`` (HTML set aside by the renderer).
 
     Raises ``MkdocsFailedError`` with the log when mkdocs fails.
     """
@@ -172,6 +176,7 @@ def run_mkdocs(config_path: Path, cache: PageCache) -> str:
             config = load_config(str(config_path))
             search = config.plugins.get("material/search") or config.plugins.get("search")
             wrappers = _PageSteps(cache, search, config_path, mkdocs.__version__)
+            wrappers.fragments = fragments or {}
             populate = wrappers.populate(mkbuild._populate_page)
             build_page = wrappers.build(mkbuild._build_page)
             with (
@@ -218,6 +223,15 @@ class _PageSteps:
         self.global_key: str | None = None
         self.skipped: dict[str, PageRecord] = {}
         self.pending: dict[str, str] = {}
+        self.fragments: dict[str, str] = {}
+
+    def _insert_fragments(self, output: Path) -> None:
+        """Put the set-aside HTML in place of its markers in a finished page."""
+        text = output.read_bytes().decode("utf-8") if self.fragments else ""
+        if _FRAGMENT.search(text) is None:
+            return
+        filled = _FRAGMENT.sub(lambda match: self.fragments[match.group(1)], text)
+        output.write_bytes(filled.encode("utf-8", errors="xmlcharrefreplace"))
 
     @property
     def entries(self) -> list[dict[str, Any]]:
@@ -273,6 +287,7 @@ class _PageSteps:
                 return
             start = len(self.entries)
             original(page, config, doc_files, nav, env, dirty, excluded=excluded)
+            self._insert_fragments(Path(page.file.abs_dest_path))
             if rel in self.pending:
                 added = self.entries[start:]
                 self.cache.store(rel, self.pending[rel], Path(page.file.abs_dest_path), added)

@@ -8,6 +8,7 @@ go to mkdocs as HTML-escaped front matter because the theme inserts titles as HT
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from collections import Counter
@@ -76,6 +77,11 @@ SURVEY_BIBTEX = """@article{xu2024survey,
 }"""
 
 
+def fragment_marker(name: str) -> str:
+    """The placeholder of a set-aside block of HTML in a page (see ``_Renderer.fragment``)."""
+    return f'<div data-kb-fragment="{name}"></div>'
+
+
 class SiteRenderError(RuntimeError):
     """The knowledge base cannot be rendered (e.g. a loss name that resolves to no function)."""
 
@@ -89,6 +95,7 @@ class RenderResult:
     downloads: list[str] = field(default_factory=list)
     nav: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    fragments: dict[str, str] = field(default_factory=dict)
 
 
 def _safe_url(value: object) -> bool:
@@ -149,6 +156,7 @@ class _Renderer:
         self.paper_cache = paper_cache if paper_cache is not None else PaperPageCache()
         self.bib_entries: dict[str, str] = {}
         self.base_globals = {"kb": kb, "counts": self.counts, **site_globals(kb)}
+        self.env.globals["fragment"] = self.fragment
 
     # -- helpers ------------------------------------------------------------------------------
     def write(self, rel: str, template: str, kind: str, **context: Any) -> None:
@@ -163,6 +171,14 @@ class _Renderer:
         path = self.docs / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8", newline="\n")
+
+    def fragment(self, html: str) -> Markup:
+        """Set a long block of HTML (a paper table) aside: the page gets a marker that the
+        build replaces with it in the finished page, so markdown, the search indexer and the
+        theme do not parse thousands of rows (papers are found through their own pages)."""
+        name = hashlib.blake2b(str(html).encode(), digest_size=16).hexdigest()
+        self.result.fragments[name] = str(html)
+        return Markup(fragment_marker(name))
 
     # -- pages --------------------------------------------------------------------------------
     def home(self) -> None:
