@@ -139,3 +139,42 @@ def test_a_damaged_page_cache_is_not_used(kb_root: Path, tmp_path: Path) -> None
     shutil.rmtree(tmp_path / "incremental")
     shutil.rmtree(tmp_path / "full")
     assert_same_sites(kb_root, tmp_path)
+
+
+def test_a_build_in_parallel_shares_equals_a_single_process_build(
+    kb_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large first builds make the paper and taxonomy pages in forked processes first; the
+    final build only assembles them, and the site is the one a single process builds."""
+    monkeypatch.setattr(mkdocs_run, "PARALLEL_MIN_PAGES", 0)
+    built_here: list[str] = []
+    original = mkdocs_run.PageCache.store
+
+    def spy(self: mkdocs_run.PageCache, rel: str, *args: Any) -> None:  # noqa: ANN401
+        built_here.append(rel)
+        original(self, rel, *args)
+
+    monkeypatch.setattr(mkdocs_run.PageCache, "store", spy)
+    kb = kbtool.load(kb_root)
+    monkeypatch.setattr(mkdocs_run, "WORKERS", 2)
+    build_site(
+        kb,
+        tmp_path / "parallel",
+        benchmark_json=None,
+        zoo_dir=None,
+        cache_dir=tmp_path / "cache-parallel",
+    )
+    in_parent = [rel for rel in built_here if rel.startswith(("papers/", "taxonomy/"))]
+    assert in_parent == []  # every such page came from the forked builds
+    monkeypatch.setattr(mkdocs_run, "WORKERS", 1)
+    build_site(
+        kb,
+        tmp_path / "single",
+        benchmark_json=None,
+        zoo_dir=None,
+        cache_dir=tmp_path / "cache-single",
+    )
+    assert any(rel.startswith("papers/") for rel in built_here)
+    parallel, single = tree(tmp_path / "parallel"), tree(tmp_path / "single")
+    assert sorted(parallel) == sorted(single)
+    assert [name for name in single if parallel[name] != single[name]] == []

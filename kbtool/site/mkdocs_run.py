@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ from kbtool.core.atomic import write_text_atomic
 CACHED_PREFIXES = ("papers/", "taxonomy/")
 _FRAGMENT = re.compile(r'<div data-kb-fragment="([0-9a-f]+)"></div>')
 STATE_FORMAT = "kbtool-site-pages/1"
+#: Below this many paper and taxonomy pages a single process is quicker than forking.
+PARALLEL_MIN_PAGES = 2000
+#: Processes for a first or full build (None: one per core, at most 4).
+WORKERS: int | None = None
 
 
 class MkdocsFailedError(RuntimeError):
@@ -158,25 +163,93 @@ def _captured_mkdocs_log() -> Iterator[_LogCollector]:
         logger.propagate = saved[1]
 
 
-def run_mkdocs(config_path: Path, cache: PageCache, fragments: dict[str, str] | None = None) -> str:
+def run_mkdocs(
+    config_path: Path,
+    cache: PageCache,
+    fragments: dict[str, str] | None = None,
+    workers: int | None = None,
+) -> str:
     """Build the site of ``config_path`` (strict), reusing ``cache``; returns mkdocs's log.
     Each ``<div data-kb-fragment="NAME"></div>`` of a finished page is replaced by
     ``fragments[NAME]`` (HTML set aside by the renderer).
 
+    When the cache holds few of the pages (a first or full build), ``workers`` processes
+    (default: one per core, at most 4) first build shares of the paper and taxonomy pages into
+    the cache, each in a build of its own; the final build then only assembles them, so its
+    output is the same as a single-process build's.
+
     Raises ``MkdocsFailedError`` with the log when mkdocs fails.
     """
+    count = workers or WORKERS or min(os.cpu_count() or 1, 4)
+    if count > 1 and cache.directory is not None and _mostly_cold(config_path, cache):
+        _prebuild(config_path, cache, fragments or {}, count)
+    return _run(config_path, cache, fragments or {}, share=None)
+
+
+def _mostly_cold(config_path: Path, cache: PageCache) -> bool:
+    """True when fewer than half the paper and taxonomy pages have a cache record."""
+    import yaml
+
+    docs = Path(yaml.safe_load(config_path.read_text(encoding="utf-8"))["docs_dir"])
+    pages = sum(len(list((docs / p).glob("*.md"))) for p in CACHED_PREFIXES)
+    return pages >= PARALLEL_MIN_PAGES and len(cache.old) * 2 < pages
+
+
+def _prebuild(config_path: Path, cache: PageCache, fragments: dict[str, str], count: int) -> None:
+    """Build the shares of the cacheable pages in ``count`` forked processes; their records
+    join the cache's reusable pages (a share that fails is simply built by the final build)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    jobs = [(config_path, cache.directory, cache.old, fragments, (i, count)) for i in range(count)]
+    with context.Pool(count) as pool:
+        for records in pool.starmap(_build_share, jobs):
+            cache.old = {**cache.old, **records}
+
+
+def _build_share(
+    config_path: Path,
+    directory: Path,
+    old: dict[str, PageRecord],
+    fragments: dict[str, str],
+    share: tuple[int, int],
+) -> dict[str, PageRecord]:
+    """Worker: build this share of the pages into the cache; their records (none on failure)."""
+    cache = PageCache(directory, reuse=False)
+    cache.old = old
+    try:
+        _run(config_path, cache, fragments, share=share)
+    except MkdocsFailedError:
+        return {}
+    return cache.new
+
+
+def _run(
+    config_path: Path,
+    cache: PageCache,
+    fragments: dict[str, str],
+    share: tuple[int, int] | None,
+) -> str:
+    """One mkdocs build with the page steps wrapped; a ``share`` build (index, count) builds
+    only its share of the cacheable pages, into a site directory of its own, and saves
+    nothing but page outputs."""
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+    import tempfile
+
     import mkdocs
     from mkdocs.commands import build as mkbuild
     from mkdocs.config import load_config
     from mkdocs.exceptions import MkDocsException
 
-    with _captured_mkdocs_log() as collector:
+    with _captured_mkdocs_log() as collector, tempfile.TemporaryDirectory() as scratch:
         try:
             config = load_config(str(config_path))
+            if share is not None:
+                config["site_dir"] = scratch
             search = config.plugins.get("material/search") or config.plugins.get("search")
             wrappers = _PageSteps(cache, search, config_path, mkdocs.__version__)
-            wrappers.fragments = fragments or {}
+            wrappers.fragments = fragments
+            wrappers.share = share
             populate = wrappers.populate(mkbuild._populate_page)
             build_page = wrappers.build(mkbuild._build_page)
             with (
@@ -187,7 +260,8 @@ def run_mkdocs(config_path: Path, cache: PageCache, fragments: dict[str, str] | 
         except (MkDocsException, OSError, ValueError, KeyError, TypeError) as exc:
             collector.lines.append(f"ERROR    -  {exc}")
             raise MkdocsFailedError("\n".join(collector.lines)) from exc
-    cache.save()
+    if share is None:
+        cache.save()
     return "\n".join(collector.lines)
 
 
@@ -224,6 +298,15 @@ class _PageSteps:
         self.skipped: dict[str, PageRecord] = {}
         self.pending: dict[str, str] = {}
         self.fragments: dict[str, str] = {}
+        self.share: tuple[int, int] | None = None
+
+    def _elsewhere(self, rel: str) -> bool:
+        """In a share build: True for pages another share (or the final build) makes."""
+        if self.share is None:
+            return False
+        index, count = self.share
+        mine = rel.startswith(CACHED_PREFIXES) and zlib.crc32(rel.encode()) % count == index
+        return not mine
 
     def _insert_fragments(self, output: Path) -> None:
         """Put the set-aside HTML in place of its markers in a finished page."""
@@ -255,6 +338,8 @@ class _PageSteps:
     def populate(self, original: Callable[..., None]) -> Callable[..., None]:
         def populate(page: Any, config: Any, files: Any, dirty: bool = False) -> None:  # noqa: ANN401
             rel = page.file.src_uri
+            if self._elsewhere(rel):
+                return
             if self.cache.directory is not None and rel.startswith(CACHED_PREFIXES):
                 key = self._key(rel, Path(page.file.abs_src_path).read_bytes(), files)
                 record = self.cache.reusable(rel, key)
@@ -277,6 +362,8 @@ class _PageSteps:
             excluded: bool = False,
         ) -> None:  # noqa: ANN401, E501
             rel = page.file.src_uri
+            if self._elsewhere(rel) or (self.share is not None and rel in self.skipped):
+                return
             record = self.skipped.get(rel)
             if record is not None:
                 target = Path(page.file.abs_dest_path)
