@@ -137,7 +137,7 @@ def _cache_dir(kb: KnowledgeBase, cache_dir: Path | str | None) -> Path | None:
 
 def _save_paper_cache(path: Path, cache: PaperPageCache) -> None:
     try:
-        write_text_atomic(path, json.dumps({"pages": cache.new}))
+        write_text_atomic(path, json.dumps({"pages": cache.new, "rows": cache.new_rows}))
     except OSError:
         return  # the next incremental build renders every paper page again
 

@@ -369,7 +369,7 @@ class _PageSteps:
                 target = Path(page.file.abs_dest_path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _link_or_copy(self.cache.object_path(record.html), target)
-                self.entries.extend(json.loads(json.dumps(record.entries)))
+                self.entries.extend(dict(entry) for entry in record.entries)
                 self.cache.new[rel] = record
                 return
             start = len(self.entries)

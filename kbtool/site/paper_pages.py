@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 from kbtool.core.knowledge_base import KnowledgeBase
 from kbtool.core.model import Paper, TaxonomyNode
 from kbtool.core.provenance import NEW_SINCE_TEXT, node_origin, venue_label
@@ -28,6 +30,26 @@ class PaperPageCache:
 
     old: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     new: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Rendered rows of paper tables by row key (see ``RowCache``), previous and this build.
+    old_rows: Mapping[str, str] = field(default_factory=dict)
+    new_rows: dict[str, str] = field(default_factory=dict)
+    #: Each paper's key in this build (its page's inputs), by paper id.
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def row(self, paper: Paper, base: str, attrs: str, render: Callable[..., Any]) -> Markup:
+        """The table row of ``paper`` on a page at depth ``base`` with data attributes
+        ``attrs``: rendered by ``render`` (the row macro) once, then reused, also from the
+        previous build when the paper's inputs are unchanged."""
+        key = hashlib.blake2b(
+            f"{self.keys[paper.id]}|{base}|{attrs}".encode(), digest_size=20
+        ).hexdigest()
+        text = self.new_rows.get(key)
+        if text is None:
+            text = self.old_rows.get(key)
+            if text is None:
+                text = str(render(paper, attrs))
+            self.new_rows[key] = text
+        return Markup(text)
 
 
 class PaperView:
@@ -62,6 +84,14 @@ def shared_inputs(kb: KnowledgeBase, site_src: Path, extra: str) -> str:
     return hasher.hexdigest()
 
 
+def paper_keys(kb: KnowledgeBase, shared: str) -> dict[str, str]:
+    """Each paper's key: a digest of the shared inputs and the paper."""
+    return {
+        pid: hashlib.blake2b((shared + p.model_dump_json()).encode(), digest_size=20).hexdigest()
+        for pid, p in kb.papers.items()
+    }
+
+
 def render_paper_pages(
     kb: KnowledgeBase,
     template: Any,  # noqa: ANN401 - a jinja2 Template
@@ -69,12 +99,12 @@ def render_paper_pages(
     front_matter: Callable[[str], str],
     to_bibtex: Callable[[list[Paper]], str],
     role_names: dict[str, str],
-    shared: str,
     cache: PaperPageCache,
     docs: Path,
 ) -> dict[str, str]:
-    """Write every paper page (or keep the previous one when its key matches and the file is
-    there); returns each paper's BibTeX entry by id, for the downloads."""
+    """Write every paper page (or keep the previous one when its key, in ``cache.keys``,
+    matches and the file is there); returns each paper's BibTeX entry by id, for the
+    downloads."""
     view = PaperView(kb)
     context = {
         "kb": view,
@@ -90,9 +120,7 @@ def render_paper_pages(
     entries: dict[str, str] = {}
     for paper in kb.papers.values():
         rel = f"papers/{paper.id}.md"
-        key = hashlib.blake2b(
-            (shared + paper.model_dump_json()).encode(), digest_size=20
-        ).hexdigest()
+        key = cache.keys[paper.id]
         previous = cache.old.get(rel)
         if previous is not None and previous[0] == key and (docs / rel).is_file():
             entry = previous[1]
@@ -114,6 +142,11 @@ def read_cache(path: Path) -> PaperPageCache:
     """The paper-page cache saved at ``path`` (empty when missing or unreadable)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return PaperPageCache(old={k: (v[0], v[1]) for k, v in data["pages"].items()})
+        rows = data["rows"]
+        if not all(isinstance(v, str) for v in rows.values()):
+            return PaperPageCache()
+        return PaperPageCache(
+            old={k: (v[0], v[1]) for k, v in data["pages"].items()}, old_rows=rows
+        )
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
         return PaperPageCache()

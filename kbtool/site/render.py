@@ -32,7 +32,12 @@ from kbtool.site.mathml import FormulaError, latex_to_mathml
 from kbtool.site.new_since_survey import PAGE as NEW_SINCE_SURVEY_PAGE
 from kbtool.site.new_since_survey import render_page as render_new_since_survey
 from kbtool.site.new_since_survey import row_facets, site_globals
-from kbtool.site.paper_pages import PaperPageCache, render_paper_pages, shared_inputs
+from kbtool.site.paper_pages import (
+    PaperPageCache,
+    paper_keys,
+    render_paper_pages,
+    shared_inputs,
+)
 from kbtool.site.refimpl import (
     LossSource,
     ReferenceImplError,
@@ -157,6 +162,9 @@ class _Renderer:
         self.bib_entries: dict[str, str] = {}
         self.base_globals = {"kb": kb, "counts": self.counts, **site_globals(kb)}
         self.env.globals["fragment"] = self.fragment
+        self.env.globals["cached_row"] = self.paper_cache.row
+        shared = shared_inputs(kb, site_src, repr(ROLES))
+        self.paper_cache.keys = paper_keys(kb, shared)
 
     # -- helpers ------------------------------------------------------------------------------
     def write(self, rel: str, template: str, kind: str, **context: Any) -> None:
@@ -217,7 +225,6 @@ class _Renderer:
             front_matter,
             self.to_bibtex,
             {r[0]: r[1] for r in ROLES},
-            shared_inputs(self.kb, self.site_src, repr(ROLES)),
             self.paper_cache,
             self.docs,
         )
