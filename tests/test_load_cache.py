@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import kbtool
 from kbtool.core import load_cache, paper_files
 from kbtool.core.load_cache import CACHE_FILE, content_digest, read_cache
 from kbtool.core.loader import Records, load_records
@@ -75,7 +76,10 @@ def test_warm_load_equals_cold_load_and_parses_nothing(
 
 def test_cache_false_neither_reads_nor_writes_a_cache(kb: Path) -> None:
     load_records(kb, cache=False)
+    kbtool.load(kb, cache=False)
     assert not (kb / ".cache").exists()
+    kbtool.load(kb)
+    assert (kb / CACHE_FILE).is_file()
 
 
 def test_an_edited_file_is_checked_again_and_only_it(

@@ -287,12 +287,13 @@ def _tree_order(nodes: list[TaxonomyNode]) -> list[TaxonomyNode]:
     return out
 
 
-def load(root: Path | str | None = None) -> KnowledgeBase:
+def load(root: Path | str | None = None, *, cache: bool = True) -> KnowledgeBase:
     """Load and validate a knowledge base (the bundled one by default).
 
-    Raises ``KnowledgeBaseError`` listing every problem when the data is invalid.
+    Raises ``KnowledgeBaseError`` listing every problem when the data is invalid. ``cache``:
+    use the validated load cache under ``root/.cache/`` (the result is the same either way).
     """
-    records = load_records(root)
+    records = load_records(root, cache=cache)
     if records.problems:
         raise KnowledgeBaseError(records.problems)
     return KnowledgeBase(records)

@@ -2,6 +2,8 @@
 
 ``load_records`` never raises for bad data: it returns what it could read plus a list of
 ``Problem`` (file, field, message), so ``kbtool validate`` can report everything at once.
+Paper files come through ``paper_files``, which reuses the validated load cache for files
+whose content is unchanged.
 """
 
 from __future__ import annotations
