@@ -6,6 +6,7 @@ Entries are also parsed independently with bibtexparser v2 (not through kbtool's
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import bibtexparser
@@ -179,3 +180,31 @@ def test_month_is_written_as_a_bibtex_macro() -> None:
     paper = kbtool.Paper(id="x2023y", title="Y", year=2023, month=6, venue="arXiv")
     text = to_bibtex([paper])
     assert "month = jun," in text and "{jun}" not in text
+
+
+def test_a_large_export_writes_in_place_without_the_deep_copy_warning(
+    real_kb: KnowledgeBase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A library above bibtexparser's large-library threshold is written with an in-place
+    unparse stack: no warning from bibtexparser, and the same text as its default stack."""
+    from bibtexparser import entrypoint
+    from bibtexparser.library import Library
+
+    from kbtool.export.bibtex import _entry
+
+    threshold = getattr(entrypoint, "LARGE_LIBRARY_WARNING_THRESHOLD", 10_000)
+    real = list(real_kb.papers.values())
+    papers = [real[i % len(real)].model_copy(update={"id": f"p{i}"}) for i in range(threshold + 1)]
+    with caplog.at_level(logging.WARNING):
+        text = to_bibtex(papers)
+    assert not [r for r in caplog.records if r.name.startswith("bibtexparser")]
+    default = bibtexparser.write_string(Library([_entry(p) for p in papers[:300]]))
+    assert to_bibtex(papers[:300]) == default
+    assert text.count("\n@") + text.startswith("@") == threshold + 1
+
+
+def test_a_library_is_its_entries_joined_by_blank_lines(real_kb: KnowledgeBase) -> None:
+    """The site writes each paper's entry once and joins entries for the downloads; that must
+    be the text bibtexparser writes for the whole library."""
+    papers = list(real_kb.papers.values())
+    assert "\n\n".join(to_bibtex([p]) for p in papers) == to_bibtex(papers)

@@ -364,12 +364,12 @@ def test_parallel_reading_gives_the_same_records_and_problems(
     kb: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Large knowledge bases are parsed by worker processes; the result must not change."""
-    from kbtool.core import loader
+    from kbtool.core import paper_files
 
     (kb / "papers" / "broken.yaml").write_text("id: broken\ntitle: [unclosed\n", encoding="utf-8")
-    serial = load_records(kb)
-    monkeypatch.setattr(loader, "PARALLEL_THRESHOLD", 1)
-    parallel = load_records(kb)
+    serial = load_records(kb, cache=False)
+    monkeypatch.setattr(paper_files, "PARALLEL_THRESHOLD", 1)
+    parallel = load_records(kb, cache=False)
     assert parallel.papers == serial.papers
     assert parallel.problems == serial.problems
     assert any(p.file == "papers/broken.yaml" for p in parallel.problems)

@@ -116,8 +116,12 @@ def write_inputs(
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file of the knowledge base but the derived ``.cache/`` (the load cache, which any
+    load may refresh)."""
     return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).parts[0] != ".cache"
     }
 
 

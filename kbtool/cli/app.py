@@ -382,22 +382,26 @@ app.command("suggest")(suggest_cmd)
 def build_site_cmd(
     root: RootOption = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("build/site"),
+    incremental: Annotated[
+        bool,
+        typer.Option(help="Reuse the unchanged pages of the previous build (same output)."),
+    ] = False,
 ) -> None:
     """Validate the knowledge base and build the static site (mkdocs, strict)."""
 
     kb = _kb(root)
-    result = _build(kb, out_dir)
+    result = _build(kb, out_dir, incremental)
     out.print(
         f"site built in {result.out} ({sum(result.pages.values())} pages, {result.seconds:.1f} s)"
     )
 
 
-def _build(kb: KnowledgeBase, out_dir: Path) -> Any:  # noqa: ANN401 - kbtool.site.BuildResult
+def _build(kb: KnowledgeBase, out_dir: Path, incremental: bool) -> Any:  # noqa: ANN401 - BuildResult
     from kbtool.site import SiteBuildError, build_site  # deferred: jinja2, mkdocs config
 
     with progress("building the site (render pages, then mkdocs build --strict)"):
         try:
-            return build_site(kb, out_dir)
+            return build_site(kb, out_dir, incremental=incremental)
         except SiteBuildError as exc:
             raise CliError(str(exc)) from exc
 
@@ -409,13 +413,15 @@ def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
     out_dir: Annotated[Path, typer.Option("--out", help="Build directory.")] = Path("build/site"),
 ) -> None:
-    """Validate, build the site and serve it on http://127.0.0.1:PORT/ (Ctrl-C stops)."""
+    """Validate, build the site and serve it on http://127.0.0.1:PORT/ (Ctrl-C stops); edits
+    to taxonomy/ and papers/ rebuild it incrementally."""
     from kbtool.site import serve_site  # deferred, as in ``_build``
+    from kbtool.site.watch import SiteWatcher
 
     kb = _kb(root)
     _print_summary(kb)
-    result = _build(kb, out_dir)
-    serve_site(result, port=port)
+    result = _build(kb, out_dir, incremental=True)
+    serve_site(result, port=port, watcher=SiteWatcher(kb.root, result.out))
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from kbtool.core import provenance
 from kbtool.core.errors import KnowledgeBaseError
 from kbtool.core.loader import Records, load_records
 from kbtool.core.model import Method, Paper, TaxonomyNode, TeacherAccess
+from kbtool.core.query_index import QueryIndex, intersection, normalize_text
 from kbtool.core.taxonomy import bundled_vocabulary
 
 if TYPE_CHECKING:
@@ -20,11 +21,6 @@ if TYPE_CHECKING:
 
     from kbtool.retrieval.placement import LeafSuggestion
     from kbtool.retrieval.semantic import SearchHit
-
-
-def normalize_text(text: str) -> str:
-    """Case-folded text with runs of whitespace collapsed: the key of substring filters."""
-    return " ".join(text.casefold().split())
 
 
 class KnowledgeBase:
@@ -92,11 +88,8 @@ class KnowledgeBase:
 
     def papers_under(self, node_id: str) -> list[Paper]:
         """Papers placed in the node or any of its descendants, newest first, each once."""
-        ids: set[str] = set()
-        for nid in self.descendants(node_id):
-            ids.update(self._papers_at.get(nid, []))
-        rank = self._index.rank
-        return [self.papers[pid] for pid in sorted(ids, key=rank.__getitem__)]
+        self._require_node(node_id)
+        return self._in_order(self._index.under[node_id])
 
     def methods_under(self, node_id: str) -> list[Method]:
         """Methods attached to the node or any of its descendants."""
@@ -105,7 +98,7 @@ class KnowledgeBase:
 
     def papers_using(self, method_id: str) -> list[Paper]:
         """Papers that list the method (introducing papers included)."""
-        return [p for p in self.papers.values() if method_id in p.methods]
+        return self._in_order(self._index.by_method.get(method_id, frozenset()))
 
     # --- queries -------------------------------------------------------------------------
     def query(
@@ -138,61 +131,47 @@ class KnowledgeBase:
         placement of that basis; ``origin`` keeps papers on at least one node of that origin.
         """
         ix = self._index
-        ids: set[str] | None = None
         if objective is not None and objective not in bundled_vocabulary().objectives:
             allowed = ", ".join(bundled_vocabulary().objectives)  # what the model accepts
             raise KeyError(f"unknown objective {objective!r}; one of {allowed}")
         if elicitation is not None and elicitation not in bundled_vocabulary().elicitation:
             allowed = ", ".join(bundled_vocabulary().elicitation)
             raise KeyError(f"unknown elicitation {elicitation!r}; one of {allowed}")
-
-        def narrow(candidates: set[str]) -> None:
-            nonlocal ids
-            ids = set(candidates) if ids is None else ids & candidates
-
+        sets: list[frozenset[str]] = []
         if node is not None:
-            narrow({p.id for p in self.papers_under(node)})
+            self._require_node(node)
+            sets.append(ix.under[node])
         if method is not None:
             self._require(method, self.methods, "method")
-            narrow(ix.by_method.get(method, set()))
+            sets.append(ix.by_method.get(method, frozenset()))
         if has_code is not None:
-            narrow(ix.with_code if has_code else ix.all_ids - ix.with_code)
+            sets.append(ix.with_code if has_code else ix.without_code)
         if cited_by_survey is not None:
-            narrow(ix.cited if cited_by_survey else ix.all_ids - ix.cited)
-        if objective is not None:
-            narrow(ix.by_fact.get(objective, set()) | set(self._papers_at.get(objective, [])))
-        if elicitation is not None:
-            narrow(ix.by_fact.get(elicitation, set()) | set(self._papers_at.get(elicitation, [])))
+            sets.append(ix.cited if cited_by_survey else ix.not_cited)
+        for fact in (objective, elicitation):
+            if fact is not None:
+                sets.append(ix.fact_or_node(fact))
         if teacher_access is not None:
-            using: set[str] = set()
-            for m in self.methods_where(teacher_access=teacher_access):
-                using |= ix.by_method.get(m.id, set())
-            narrow(using)
+            methods = self.methods_where(teacher_access=teacher_access)
+            sets.append(ix.using_any(m.id for m in methods))
         if basis is not None:
-            wanted = provenance.check_basis(basis)
-            narrow({pid for pid, p in self.papers.items() if wanted in provenance.bases_of(p)})
+            sets.append(ix.by_basis.get(provenance.check_basis(basis), frozenset()))
         if origin is not None:
-            kind = provenance.check_origin(origin)
-            at = {n for n, node in self.nodes.items() if provenance.node_origin(node) == kind}
-            narrow({pid for pid, p in self.papers.items() if at.intersection(p.nodes)})
+            sets.append(ix.by_origin.get(provenance.check_origin(origin), frozenset()))
         if since is not None:
-            start = provenance.parse_month(since)
-            narrow({pid for pid, p in self.papers.items() if provenance.dated_since(p, start)})
-        pool = ix.all_ids if ids is None else ids
-        for needle, table in (
-            (venue, ix.venue),
-            (teacher, ix.teachers),
-            (student, ix.students),
-            (text, ix.text),
-        ):
+            sets.append(ix.since(provenance.parse_month(since)))
+        for name, needle in (("venue", venue), ("teachers", teacher), ("students", student)):
             if needle:
-                key = normalize_text(needle)
-                pool = {pid for pid in pool if key in table[pid]}
+                sets.append(ix.containing(name, normalize_text(needle)))
         if year_min is not None or year_max is not None:
-            lo = year_min if year_min is not None else -1
-            hi = year_max if year_max is not None else 10_000
-            pool = {pid for pid in pool if lo <= self.papers[pid].year <= hi}
-        return [self.papers[pid] for pid in sorted(pool, key=ix.rank.__getitem__)]
+            sets.append(ix.years(year_min, year_max))
+        if text:
+            sets.append(ix.matching_text(normalize_text(text)))
+        return self._in_order(intersection(sets, ix.all_ids))
+
+    def _in_order(self, ids: frozenset[str]) -> list[Paper]:
+        """The papers of ``ids`` in the knowledge base's order (newest first)."""
+        return list(self._index.ordered(ids, self.papers))
 
     def methods_where(
         self,
@@ -226,8 +205,8 @@ class KnowledgeBase:
         return out
 
     @cached_property
-    def _index(self) -> _QueryIndex:
-        return _QueryIndex(self.papers)
+    def _index(self) -> QueryIndex:
+        return QueryIndex(self.papers, self.nodes, self._children, self._papers_at)
 
     # --- similarity search (embeddings with kbtool[semantic], else BM25) -----------------------
     def search(self, text: str, k: int = 10) -> list[SearchHit]:
@@ -289,33 +268,6 @@ class KnowledgeBase:
             raise KeyError(f"unknown {kind} {key!r}")
 
 
-class _QueryIndex:
-    """Precomputed sets and normalised strings that make ``query`` fast at 10k papers."""
-
-    def __init__(self, papers: dict[str, Paper]) -> None:
-        self.rank = {pid: i for i, pid in enumerate(papers)}
-        self.all_ids = set(papers)
-        self.with_code = {pid for pid, p in papers.items() if p.code}
-        self.cited = {pid for pid, p in papers.items() if p.cited_by_survey}
-        self.by_method: dict[str, set[str]] = {}
-        self.by_fact: dict[str, set[str]] = {}
-        for pid, p in papers.items():
-            for m in p.methods:
-                self.by_method.setdefault(m, set()).add(pid)
-            for f in (*p.objectives, *p.elicitation):
-                self.by_fact.setdefault(f, set()).add(pid)
-        self.venue = {pid: normalize_text(p.venue) for pid, p in papers.items()}
-        self.teachers = {
-            pid: "\n".join(normalize_text(t) for t in p.teachers) for pid, p in papers.items()
-        }
-        self.students = {
-            pid: "\n".join(normalize_text(t) for t in p.students) for pid, p in papers.items()
-        }
-        self.text = {
-            pid: normalize_text(p.title + " " + " ".join(p.authors)) for pid, p in papers.items()
-        }
-
-
 def _tree_order(nodes: list[TaxonomyNode]) -> list[TaxonomyNode]:
     """Depth-first order by each node's ``order`` among its siblings."""
     by_parent: dict[str | None, list[TaxonomyNode]] = {}
@@ -335,12 +287,13 @@ def _tree_order(nodes: list[TaxonomyNode]) -> list[TaxonomyNode]:
     return out
 
 
-def load(root: Path | str | None = None) -> KnowledgeBase:
+def load(root: Path | str | None = None, *, cache: bool = True) -> KnowledgeBase:
     """Load and validate a knowledge base (the bundled one by default).
 
-    Raises ``KnowledgeBaseError`` listing every problem when the data is invalid.
+    Raises ``KnowledgeBaseError`` listing every problem when the data is invalid. ``cache``:
+    use the validated load cache under ``root/.cache/`` (the result is the same either way).
     """
-    records = load_records(root)
+    records = load_records(root, cache=cache)
     if records.problems:
         raise KnowledgeBaseError(records.problems)
     return KnowledgeBase(records)

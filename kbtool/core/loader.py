@@ -2,24 +2,23 @@
 
 ``load_records`` never raises for bad data: it returns what it could read plus a list of
 ``Problem`` (file, field, message), so ``kbtool validate`` can report everything at once.
+Paper files come through ``paper_files``, which reuses the validated load cache for files
+whose content is unchanged.
 """
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from kbtool.core.errors import KnowledgeBaseError, Problem, validation_message
+from kbtool.core.errors import KnowledgeBaseError, Problem
 from kbtool.core.model import Method, MethodFile, Paper, Taxonomy, TaxonomyNode
+from kbtool.core.paper_files import check_papers, models_of, paper_files
 from kbtool.core.paths import METHODS_DIR, NODES_FILE, PAPERS_DIR, default_root
 from kbtool.core.safe_yaml import YamlError, read_yaml
-
-M = TypeVar("M", bound=BaseModel)
+from kbtool.core.validation import validate
 
 
 @dataclass
@@ -31,29 +30,6 @@ class Records:
     methods: list[Method] = field(default_factory=list)
     papers: list[Paper] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-
-
-def _field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
-    parts = [prefix] if prefix else []
-    for item in loc:
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1]}[{item}]" if parts else f"[{item}]"]
-        else:
-            parts.append(item)
-    return ".".join(parts) or "(file)"
-
-
-def _validate(
-    model: type[M], data: Any, rel: str, prefix: str = ""
-) -> tuple[M | None, list[Problem]]:  # noqa: ANN401
-    try:
-        return model.model_validate(data), []
-    except ValidationError as exc:
-        problems = [
-            Problem(rel, _field_path(tuple(err["loc"]), prefix), validation_message(err))
-            for err in exc.errors(include_url=False)
-        ]
-        return None, problems
 
 
 def _read(path: Path, rel: str, problems: list[Problem]) -> Any | None:  # noqa: ANN401
@@ -73,7 +49,7 @@ def _load_nodes(root: Path, records: Records) -> None:
     data = _read(path, rel, records.problems)
     if data is None:
         return
-    taxonomy, problems = _validate(Taxonomy, data, rel)
+    taxonomy, problems = validate(Taxonomy, data, rel)
     records.problems.extend(problems)
     if taxonomy is not None:
         records.nodes.extend(taxonomy.nodes)
@@ -88,7 +64,7 @@ def _load_methods(root: Path, records: Records) -> dict[str, str]:
         data = _read(path, rel, records.problems)
         if data is None:
             continue
-        methods, problems = _validate(MethodFile, data, rel)
+        methods, problems = validate(MethodFile, data, rel)
         records.problems.extend(problems)
         for method in methods.methods if methods else []:
             if method.id in origin:
@@ -105,33 +81,17 @@ def _load_methods(root: Path, records: Records) -> dict[str, str]:
     return origin
 
 
-PARALLEL_THRESHOLD = 2000
-
-
-def _read_one(path: Path) -> tuple[Any, str | None]:  # noqa: ANN401
-    """Worker: parse one file, returning (data, None) or (None, error message)."""
-    try:
-        return read_yaml(path), None
-    except YamlError as exc:
-        return None, str(exc)
-
-
-def _read_all(paths: list[Path]) -> list[tuple[Any, str | None]]:
-    """Parse many files; YAML construction is CPU-bound, so large sets use every core."""
-    workers = min(os.cpu_count() or 1, 8)
-    if len(paths) < PARALLEL_THRESHOLD or workers < 2:
-        return [_read_one(p) for p in paths]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return list(pool.map(_read_one, paths, chunksize=max(1, len(paths) // (workers * 4))))
-
-
-def _load_papers(root: Path, records: Records) -> None:
+def _load_papers(root: Path, records: Records, use_cache: bool, reuse: bool = True) -> None:
     directory = root / PAPERS_DIR
-    paths = sorted(directory.glob("*.yaml")) if directory.is_dir() else []
+    paths = paper_files(directory)
+    outcomes, hits = check_papers(root, paths, use_cache, reuse)
+    try:
+        papers = iter(models_of([o.entry.body for o in outcomes if o.entry is not None]))
+    except ValueError:
+        if not hits:
+            raise  # a model that does not survive its own JSON: a bug, not bad data
+        _load_papers(root, records, use_cache, reuse=False)  # a cache that does not fit
+        return
     for stray in sorted(directory.glob("*.yml")) if directory.is_dir() else []:
         records.problems.append(
             Problem(
@@ -140,16 +100,13 @@ def _load_papers(root: Path, records: Records) -> None:
                 "paper files must end in .yaml (this one would be ignored); rename it",
             )
         )
-    for path, (data, error) in zip(paths, _read_all(paths), strict=True):
-        rel = path.relative_to(root).as_posix()
-        if error is not None:
-            records.problems.append(Problem(rel, "(file)", error))
+    for path, outcome in zip(paths, outcomes, strict=True):
+        records.problems.extend(outcome.problems)
+        if outcome.entry is None:
             continue
-        paper, problems = _validate(Paper, data, rel)
-        records.problems.extend(problems)
-        if paper is None:
-            continue
+        paper = next(papers)
         if paper.id != path.stem:
+            rel = f"{PAPERS_DIR.as_posix()}/{path.name}"
             records.problems.append(
                 Problem(rel, "id", f"id {paper.id!r} does not match the file name {path.stem!r}")
             )
@@ -192,12 +149,14 @@ def check_references(records: Records, method_origin: dict[str, str]) -> None:
                 )
 
     arxiv_owner: dict[str, list[str]] = defaultdict(list)
+    papers_dir = PAPERS_DIR.as_posix()
     for paper in records.papers:
-        rel = (PAPERS_DIR / f"{paper.id}.yaml").as_posix()
+        rel = f"{papers_dir}/{paper.id}.yaml"
         for node_id in paper.nodes:
             if node_id not in node_ids:
                 problems.append(Problem(rel, "nodes", f"unknown node {node_id!r}"))
-        unplaced = [n for n in paper.nodes if paper.basis_of(n) is None]
+        placed = {p.node for p in paper.placements}
+        unplaced = [n for n in paper.nodes if n not in placed]
         if unplaced:
             problems.append(
                 Problem(rel, "placements", f"no recorded basis for node(s) {', '.join(unplaced)}")
@@ -242,8 +201,12 @@ def _check_acyclic(nodes: list[TaxonomyNode], problems: list[Problem]) -> None:
             current = parent[current]
 
 
-def load_records(root: Path | str | None = None) -> Records:
-    """Read and validate every file under ``root``; never raises for bad data."""
+def load_records(root: Path | str | None = None, *, cache: bool = True) -> Records:
+    """Read and validate every file under ``root``; never raises for bad data.
+
+    ``cache``: reuse (and refresh) the validated load cache under ``root/.cache/`` for paper
+    files whose content is unchanged; the result is the same either way.
+    """
     base = Path(root) if root is not None else default_root()
     records = Records(root=base)
     if not base.is_dir():
@@ -253,7 +216,7 @@ def load_records(root: Path | str | None = None) -> Records:
         return records
     _load_nodes(base, records)
     origin = _load_methods(base, records)
-    _load_papers(base, records)
+    _load_papers(base, records, cache)
     check_references(records, origin)
     return records
 

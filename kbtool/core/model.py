@@ -20,7 +20,12 @@ from pydantic import (
     model_validator,
 )
 
-from kbtool.core.taxonomy import ELICITATION_PARENT, OBJECTIVE_PARENT, bundled_vocabulary
+from kbtool.core.taxonomy import (
+    ELICITATION_PARENT,
+    OBJECTIVE_PARENT,
+    Vocabulary,
+    bundled_vocabulary,
+)
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 PAPER_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -257,17 +262,17 @@ class Paper(_Strict):
 
     @field_validator("elicitation")
     @classmethod
-    def _known_elicitation(cls, value: list[str]) -> list[str]:
+    def _known_elicitation(cls, value: list[str], info: ValidationInfo) -> list[str]:
         if not value:  # nothing to check: no need to read the taxonomy
             return value
-        return _check_members(value, bundled_vocabulary().elicitation, ELICITATION_PARENT)
+        return _check_members(value, _vocabulary(info).elicitation, ELICITATION_PARENT)
 
     @field_validator("objectives")
     @classmethod
-    def _known_objectives(cls, value: list[str]) -> list[str]:
+    def _known_objectives(cls, value: list[str], info: ValidationInfo) -> list[str]:
         if not value:
             return value
-        return _check_members(value, bundled_vocabulary().objectives, OBJECTIVE_PARENT)
+        return _check_members(value, _vocabulary(info).objectives, OBJECTIVE_PARENT)
 
     @field_validator("placements")
     @classmethod
@@ -316,6 +321,19 @@ class Paper(_Strict):
 
 
 _NO_VENUE = {"arxiv", "other", "biorxiv"}
+
+
+#: The validation context key under which a loader passes the vocabulary it read once.
+VOCABULARY_CONTEXT = "vocabulary"
+
+
+def _vocabulary(info: ValidationInfo) -> Vocabulary:
+    """The vocabulary the loader passed in the validation context, else the bundled one."""
+    context = info.context
+    if isinstance(context, dict) and isinstance(context.get(VOCABULARY_CONTEXT), Vocabulary):
+        vocabulary: Vocabulary = context[VOCABULARY_CONTEXT]
+        return vocabulary
+    return bundled_vocabulary()
 
 
 def _check_members(value: list[str], allowed: tuple[str, ...], parent: str) -> list[str]:

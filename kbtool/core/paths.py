@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -16,4 +17,10 @@ def default_root() -> Path:
     env = os.environ.get(ROOT_ENV)
     if env:
         return Path(env)
+    return _checkout_root()
+
+
+@functools.cache
+def _checkout_root() -> Path:
+    # Resolved once: validation asks for the bundled taxonomy once per paper.
     return Path(__file__).resolve().parent.parent.parent

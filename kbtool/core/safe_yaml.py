@@ -142,10 +142,19 @@ def _syntax_message(exc: yaml.YAMLError) -> str:
 
 def read_yaml(path: Path) -> Any:  # noqa: ANN401
     """Read a UTF-8 YAML file of plain data, with clear errors for every failure mode."""
+    return parse_yaml_bytes(read_file_bytes(path))
+
+
+def read_file_bytes(path: Path) -> bytes:
+    """The bytes of ``path``; YamlError naming the reason when it cannot be read."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise YamlError(f"cannot read file: {exc.strerror}") from exc
+
+
+def parse_yaml_bytes(raw: bytes) -> Any:  # noqa: ANN401
+    """Parse the bytes of a YAML file: bounded size, UTF-8, not empty, plain data."""
     if len(raw) > MAX_FILE_BYTES:
         raise YamlError(f"file is larger than {MAX_FILE_BYTES} bytes")
     try:

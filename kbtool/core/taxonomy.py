@@ -10,6 +10,7 @@ base (``$KBTOOL_ROOT`` or the checkout), read on first use.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,8 @@ def _read_vocabulary(path: str) -> Vocabulary:
 
 def bundled_vocabulary() -> Vocabulary:
     """The vocabulary of the bundled knowledge base's ``taxonomy/nodes.yaml``."""
-    return read_vocabulary(default_root() / NODES_FILE)
+    # Validation asks once per paper: a string key keeps this a dictionary lookup.
+    return _read_vocabulary(os.path.join(default_root(), NODES_FILE))
 
 
 def __getattr__(name: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from bibtexparser import model
 from bibtexparser.entrypoint import write_string
 from bibtexparser.library import Library
+from bibtexparser.middlewares import default_unparse_stack
 
 from kbtool.core.model import Paper
 
@@ -82,6 +83,11 @@ def _entry(paper: Paper) -> model.Entry:
 
 
 def to_bibtex(papers: list[Paper]) -> str:
-    """BibTeX text of ``papers`` in the given order."""
+    """BibTeX text of ``papers`` in the given order.
+
+    The entries are built afresh for this call and dropped after it, so the unparse stack may
+    modify them in place; the default stack deep-copies every block first, which is slow for
+    large libraries (and bibtexparser warns about it).
+    """
     library = Library([_entry(p) for p in papers])
-    return str(write_string(library))
+    return str(write_string(library, unparse_stack=default_unparse_stack(True)))

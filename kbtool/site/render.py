@@ -8,6 +8,7 @@ go to mkdocs as HTML-escaped front matter because the theme inserts titles as HT
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from collections import Counter
@@ -21,8 +22,9 @@ import jinja2
 import yaml
 from markupsafe import Markup
 
-from kbtool.core.knowledge_base import KnowledgeBase, normalize_text
+from kbtool.core.knowledge_base import KnowledgeBase
 from kbtool.core.model import Method, Paper
+from kbtool.core.query_index import normalize_text
 from kbtool.core.taxonomy import bundled_vocabulary
 from kbtool.site.benchmark import read_benchmark
 from kbtool.site.figures import statistics_figures
@@ -30,6 +32,12 @@ from kbtool.site.mathml import FormulaError, latex_to_mathml
 from kbtool.site.new_since_survey import PAGE as NEW_SINCE_SURVEY_PAGE
 from kbtool.site.new_since_survey import render_page as render_new_since_survey
 from kbtool.site.new_since_survey import row_facets, site_globals
+from kbtool.site.paper_pages import (
+    PaperPageCache,
+    paper_keys,
+    render_paper_pages,
+    shared_inputs,
+)
 from kbtool.site.refimpl import (
     PACKAGE,
     LossSource,
@@ -76,6 +84,11 @@ SURVEY_BIBTEX = """@article{xu2024survey,
 }"""
 
 
+def fragment_marker(name: str) -> str:
+    """The placeholder of a set-aside block of HTML in a page (see ``_Renderer.fragment``)."""
+    return f'<div data-kb-fragment="{name}"></div>'
+
+
 class SiteRenderError(RuntimeError):
     """The knowledge base cannot be rendered (e.g. a loss name that resolves to no function)."""
 
@@ -89,6 +102,7 @@ class RenderResult:
     downloads: list[str] = field(default_factory=list)
     nav: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    fragments: dict[str, str] = field(default_factory=dict)
 
 
 def _safe_url(value: object) -> bool:
@@ -113,8 +127,12 @@ def make_env(templates: Path) -> jinja2.Environment:
 def front_matter(title: str, **meta: Any) -> Markup:
     """YAML front matter; the title is HTML-escaped because the theme renders titles as HTML."""
     data = {"title": escape(title, quote=False), **meta}
-    dumped = yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=10_000)
+    dumped = yaml.dump(data, Dumper=_YAML_DUMPER, allow_unicode=True, sort_keys=False, width=10_000)
     return Markup(f"---\n{dumped}---\n")
+
+
+#: libyaml's emitter when PyYAML has it (one front matter per page: 10,000 at scale).
+_YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def _exporters() -> tuple[Callable[[list[Paper]], str], Callable[[list[Paper]], str], Any]:
@@ -134,6 +152,7 @@ class _Renderer:
         site_src: Path,
         benchmark: Path | None,
         zoo_dir: Path | None = None,
+        paper_cache: PaperPageCache | None = None,
     ):
         self.kb = kb
         self.docs = docs
@@ -144,7 +163,14 @@ class _Renderer:
         self.to_bibtex, self.to_csl_json, self.to_json = _exporters()
         self.counts = {nid: len(kb.papers_under(nid)) for nid in kb.nodes}
         self.pkg_dir = package_dir()
+        self.site_src = site_src
+        self.paper_cache = paper_cache if paper_cache is not None else PaperPageCache()
+        self.bib_entries: dict[str, str] = {}
         self.base_globals = {"kb": kb, "counts": self.counts, **site_globals(kb)}
+        self.env.globals["fragment"] = self.fragment
+        self.env.globals["cached_row"] = self.paper_cache.row
+        shared = shared_inputs(kb, site_src, repr(ROLES))
+        self.paper_cache.keys = paper_keys(kb, shared)
 
     # -- helpers ------------------------------------------------------------------------------
     def write(self, rel: str, template: str, kind: str, **context: Any) -> None:
@@ -159,6 +185,14 @@ class _Renderer:
         path = self.docs / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8", newline="\n")
+
+    def fragment(self, html: str) -> Markup:
+        """Set a long block of HTML (a paper table) aside: the page gets a marker that the
+        build replaces with it in the finished page, so markdown, the search indexer and the
+        theme do not parse thousands of rows (papers are found through their own pages)."""
+        name = hashlib.blake2b(str(html).encode(), digest_size=16).hexdigest()
+        self.result.fragments[name] = str(html)
+        return Markup(fragment_marker(name))
 
     # -- pages --------------------------------------------------------------------------------
     def home(self) -> None:
@@ -190,16 +224,19 @@ class _Renderer:
             )
 
     def papers(self) -> None:
-        for paper in self.kb.papers.values():
-            self.write(
-                f"papers/{paper.id}.md",
-                "paper.md.j2",
-                "paper",
-                front_matter=front_matter(paper.title),
-                paper=paper,
-                bibtex=self.to_bibtex([paper]).strip(),
-                role_names={r[0]: r[1] for r in ROLES},
-            )
+        self.bib_entries = render_paper_pages(
+            self.kb,
+            self.env.get_template("paper.md.j2"),
+            self.write_file,
+            front_matter,
+            self.to_bibtex,
+            {r[0]: r[1] for r in ROLES},
+            self.paper_cache,
+            self.docs,
+        )
+        self.result.pages["paper"] = [f"papers/{pid}.md" for pid in self.kb.papers]
+        for stale in set(self.paper_cache.old) - set(self.paper_cache.new):
+            (self.docs / stale).unlink(missing_ok=True)
         self.write(
             "papers.md",
             "papers.md.j2",
@@ -334,12 +371,12 @@ class _Renderer:
     def downloads(self) -> None:
         papers = list(self.kb.papers.values())
         files = {
-            "downloads/kd-atlas.bib": self.to_bibtex(papers),
+            "downloads/kd-atlas.bib": self.bibtex(papers),
             "downloads/kd-atlas.csl.json": self.to_csl_json(papers),
             "downloads/kd-atlas.json": self.to_json(self.kb),
         }
         for node in self.kb.nodes.values():
-            files[f"downloads/nodes/{node.id}.bib"] = self.to_bibtex(self.kb.papers_under(node.id))
+            files[f"downloads/nodes/{node.id}.bib"] = self.bibtex(self.kb.papers_under(node.id))
         for rel, text in files.items():
             self.write_file(rel, text)
             self.result.downloads.append(rel)
@@ -350,6 +387,12 @@ class _Renderer:
             front_matter=front_matter("Downloads"),
             stats=self.kb.stats(),
         )
+
+    def bibtex(self, papers: list[Paper]) -> str:
+        """BibTeX of ``papers``: each paper's entry is written once per build (the text of a
+        library is its entries joined by blank lines; a test checks this against bibtexparser)."""
+        entries = self.bib_entries
+        return "\n\n".join(entries.get(p.id) or self.to_bibtex([p]) for p in papers)
 
     def huggingface(self) -> None:
         self.write(
@@ -405,12 +448,22 @@ def render_docs(
     site_src: Path = SITE_SRC,
     benchmark_json: Path | None = None,
     zoo_dir: Path | None = None,
+    paper_cache: PaperPageCache | None = None,
 ) -> RenderResult:
-    """Write every markdown page, SVG plot, download file and asset of the site to ``docs_dir``."""
+    """Write every markdown page, SVG plot, download file and asset of the site to ``docs_dir``.
+
+    With a ``paper_cache`` of the previous render into the same ``docs_dir``, paper pages whose
+    inputs are unchanged are kept; every other file is removed and written again.
+    """
     if not (site_src / "templates").is_dir():
         raise SiteRenderError(f"site sources not found at {site_src} (templates/ is missing)")
+    keep = set(paper_cache.old) if paper_cache is not None else set()
+    if docs_dir.is_dir():
+        for path in [p for p in docs_dir.rglob("*") if p.is_file() or p.is_symlink()]:
+            if path.relative_to(docs_dir).as_posix() not in keep:
+                path.unlink()
     docs_dir.mkdir(parents=True, exist_ok=True)
-    renderer = _Renderer(kb, docs_dir, site_src, benchmark_json, zoo_dir)
+    renderer = _Renderer(kb, docs_dir, site_src, benchmark_json, zoo_dir, paper_cache)
     renderer.home()
     renderer.taxonomy()
     renderer.papers()
@@ -422,7 +475,7 @@ def render_docs(
     renderer.downloads()
     renderer.huggingface()
     renderer.contributing()
-    shutil.copytree(site_src / "assets", docs_dir / ASSETS_DIR)
+    shutil.copytree(site_src / "assets", docs_dir / ASSETS_DIR, dirs_exist_ok=True)
     result = renderer.result
     result.nav = [
         {"Home": "index.md"},

@@ -1,4 +1,5 @@
-"""Serve a built site on 127.0.0.1 with the standard library's HTTP server."""
+"""Serve a built site on 127.0.0.1 with the standard library's HTTP server, rebuilding it
+when the knowledge base changes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from kbtool.core.knowledge_base import load
 from kbtool.site.build import DEFAULT_OUT, BuildResult, build_site
+from kbtool.site.watch import SiteWatcher
 
 HOST = "127.0.0.1"
 
@@ -32,15 +35,28 @@ def start_server(directory: Path | str, port: int = 0, host: str = HOST) -> Thre
     return server
 
 
-def serve_site(site_dir: Path | str | BuildResult, port: int = 8000, host: str = HOST) -> None:
-    """Serve an already built site on ``host:port`` until Ctrl-C (port 0: an ephemeral one)."""
+def serve_site(
+    site_dir: Path | str | BuildResult,
+    port: int = 8000,
+    host: str = HOST,
+    watcher: SiteWatcher | None = None,
+    interval: float = 1.0,
+) -> None:
+    """Serve an already built site on ``host:port`` until Ctrl-C (port 0: an ephemeral one);
+    with a ``watcher``, poll it every ``interval`` seconds to rebuild on changes."""
     directory = site_dir.out if isinstance(site_dir, BuildResult) else Path(site_dir)
     if not (directory / "index.html").is_file():
         raise FileNotFoundError(f"no built site at {directory} (run kbtool build-site first)")
     server = start_server(directory, port, host)
     print(f"Serving KD Atlas at http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)")
+    if watcher is not None:
+        print(f"Watching {watcher.root}/taxonomy and {watcher.root}/papers for changes")
+    stop = threading.Event()
     try:
-        threading.Event().wait()
+        while not stop.wait(interval):
+            message = watcher.poll() if watcher is not None else None
+            if message:
+                print(message, flush=True)
     except KeyboardInterrupt:
         pass
     finally:
@@ -53,7 +69,9 @@ def serve(
     port: int = 8000,
     out: Path | str = DEFAULT_OUT,
 ) -> None:
-    """Build the site of the knowledge base at ``root`` into ``out`` and serve it until Ctrl-C."""
-    result = build_site(root, out)
+    """Build the site of the knowledge base at ``root`` into ``out``, serve it until Ctrl-C and
+    rebuild it incrementally whenever ``taxonomy/`` or ``papers/`` change."""
+    kb = load(root)
+    result = build_site(kb, out, incremental=True)
     print(f"Built {sum(result.pages.values())} pages in {result.seconds:.1f} s into {result.out}")
-    serve_site(result, port)
+    serve_site(result, port, watcher=SiteWatcher(kb.root, result.out))

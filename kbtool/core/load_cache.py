@@ -1,0 +1,128 @@
+"""The validated load cache: each paper file's validated model as JSON, keyed by the file's
+content hash, so that loading an unchanged knowledge base skips YAML parsing.
+
+One file, ``<root>/.cache/kbtool/papers.cache``: a JSON header line (format, key, one
+``[file, content digest, length, stat signature]`` entry per paper, digest of the body), then
+the bodies. The
+key covers everything validation depends on besides the file itself (package and pydantic
+versions, the model's source and JSON Schema, the taxonomy vocabulary), so a change to any of
+them invalidates every entry; a changed file invalidates only its own entry.
+
+JSON, not pickle: unpickling runs arbitrary code, and a cache file lying in a checkout must
+never be able to do that. Every cached body is validated again by pydantic (in Rust, from JSON,
+which is fast), so even a doctored cache yields only models the schema accepts. Only files that
+validated without a problem are cached, so a cold load and a warm one report the same problems.
+Any unreadable, truncated or mismatching cache is ignored (a cold load follows), and the cache
+is written atomically; a read-only knowledge base simply gets no cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kbtool.core import model
+from kbtool.core.atomic import write_bytes_atomic
+from kbtool.core.taxonomy import TaxonomyUnavailableError, bundled_vocabulary
+
+CACHE_FILE = Path(".cache") / "kbtool" / "papers.cache"
+FORMAT = "kbtool-load-cache/2"
+
+
+def content_digest(raw: bytes) -> str:
+    """The content hash that keys a file's entry."""
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+#: (size, mtime_ns, ctime_ns, inode): a file with the same signature has not been rewritten.
+Signature = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached file: the digest of its bytes, its validated model as JSON, and its stat
+    signature when that can be trusted to tell an unchanged file (see ``paper_files``)."""
+
+    digest: str
+    body: bytes
+    signature: Signature | None = None
+
+
+@functools.cache
+def cache_key() -> str:
+    """A digest of everything besides the file that decides what a file validates to."""
+    from importlib import metadata  # deferred: only a load with a cache needs it
+
+    try:
+        version = metadata.version("kd-atlas")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    import pydantic
+
+    try:
+        vocabulary = bundled_vocabulary()
+        words = [vocabulary.pillars, vocabulary.elicitation, vocabulary.objectives]
+    except TaxonomyUnavailableError:
+        words = None  # papers that need it fail, so they are not cached
+    parts: dict[str, Any] = {
+        "format": FORMAT,
+        "version": version,
+        "pydantic": pydantic.VERSION,
+        "model_source": content_digest(Path(model.__file__).read_bytes()),
+        "schema": content_digest(
+            json.dumps(model.Paper.model_json_schema(), sort_keys=True).encode()
+        ),
+        "vocabulary": words,
+    }
+    return content_digest(json.dumps(parts, sort_keys=True).encode())
+
+
+def read_cache(root: Path) -> dict[str, Entry]:
+    """The entries cached for ``root`` by file, or none when the cache is missing, unreadable,
+    corrupt, or was written for another key."""
+    try:
+        data = (root / CACHE_FILE).read_bytes()
+        header_line, body = data.split(b"\n", 1)
+        header = json.loads(header_line)
+        if header.get("format") != FORMAT or header.get("key") != cache_key():
+            return {}
+        if header.get("body") != content_digest(body):
+            return {}
+        entries: dict[str, Entry] = {}
+        offset = 0
+        for rel, digest, length, signature in header["entries"]:
+            if not (isinstance(rel, str) and isinstance(digest, str) and isinstance(length, int)):
+                return {}
+            entries[rel] = Entry(digest, body[offset : offset + length], _signature(signature))
+            offset += length
+        return entries if offset == len(body) else {}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _signature(value: object) -> Signature | None:
+    if isinstance(value, list) and len(value) == 4 and all(type(v) is int for v in value):
+        return (value[0], value[1], value[2], value[3])
+    if value is None:
+        return None
+    raise ValueError("malformed signature")
+
+
+def write_cache(root: Path, entries: dict[str, Entry]) -> None:
+    """Write ``entries`` atomically; a knowledge base that cannot be written gets no cache."""
+    body = b"".join(e.body for e in entries.values())
+    header = {
+        "format": FORMAT,
+        "key": cache_key(),
+        "body": content_digest(body),
+        "entries": [[rel, e.digest, len(e.body), e.signature] for rel, e in entries.items()],
+    }
+    data = json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
+    try:
+        write_bytes_atomic(root / CACHE_FILE, data)
+    except OSError:
+        return

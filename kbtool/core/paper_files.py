@@ -1,0 +1,151 @@
+"""Read and validate the paper files, reusing the load cache for files whose content is unchanged.
+
+A file is unchanged when its stat signature (size, times, inode) is the one recorded with its
+cache entry, or else when its content hash is the entry's. Changed files are parsed and
+validated (by worker processes for large sets); every result is the same as a cold load's.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import TypeAdapter, ValidationError
+
+from kbtool.core.errors import Problem
+from kbtool.core.load_cache import Entry, Signature, content_digest, read_cache, write_cache
+from kbtool.core.model import Paper
+from kbtool.core.paths import PAPERS_DIR
+from kbtool.core.safe_yaml import YamlError, parse_yaml_bytes, read_file_bytes
+from kbtool.core.validation import context, validate
+
+PARALLEL_THRESHOLD = 2000
+#: A file changed less than this long before its signature was taken could change again
+#: within the file system's timestamp granularity unseen, so its signature is not kept.
+RACY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class PaperOutcome:
+    """What checking one paper file gave: its cache entry (None when it has a problem or
+    could not be read) and the problems found."""
+
+    entry: Entry | None
+    problems: list[Problem]
+
+
+def _signature(stat: os.stat_result, now_ns: int) -> Signature | None:
+    """The stat signature of a file, or None when it changed too recently to be trusted."""
+    if now_ns - max(stat.st_mtime_ns, stat.st_ctime_ns) < RACY_NS:
+        return None
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+
+def check_paper(job: tuple[Path, str]) -> PaperOutcome:
+    """Worker: read, parse and validate one paper file; the model comes back as JSON."""
+    path, rel = job
+    try:
+        stat = os.stat(path)  # before reading: a later change shows as a new signature
+        raw = read_file_bytes(path)
+    except (YamlError, OSError) as exc:
+        message = str(exc) if isinstance(exc, YamlError) else f"cannot read file: {exc.strerror}"
+        return PaperOutcome(None, [Problem(rel, "(file)", message)])
+    try:
+        data = parse_yaml_bytes(raw)
+    except YamlError as exc:
+        return PaperOutcome(None, [Problem(rel, "(file)", str(exc))])
+    paper, problems = validate(Paper, data, rel)
+    if paper is None:
+        return PaperOutcome(None, problems)
+    # exclude_unset: the JSON holds exactly the fields the file set, so a model read back
+    # from the cache is the model a cold load builds (fields set included).
+    body = paper.model_dump_json(exclude_unset=True).encode()
+    signature = _signature(stat, time.time_ns())
+    return PaperOutcome(Entry(content_digest(raw), body, signature), problems)
+
+
+def _check_all(jobs: list[tuple[Path, str]]) -> list[PaperOutcome]:
+    """Check many files; YAML construction is CPU-bound, so large sets use every core."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(jobs) < PARALLEL_THRESHOLD or workers < 2:
+        return [check_paper(job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    mp_context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp_context) as pool:
+        return list(pool.map(check_paper, jobs, chunksize=max(1, len(jobs) // (workers * 4))))
+
+
+def _still_valid(path: Path, entry: Entry, now_ns: int) -> Entry | None:
+    """``entry`` (with a fresh signature if need be) when ``path`` still has the content it
+    was made from, else None."""
+    try:
+        stat = os.stat(path)
+        if entry.signature is not None and _signature(stat, now_ns) == entry.signature:
+            return entry
+        if content_digest(path.read_bytes()) != entry.digest:
+            return None
+    except OSError:
+        return None
+    return Entry(entry.digest, entry.body, _signature(stat, now_ns))
+
+
+def paper_files(directory: Path) -> list[Path]:
+    """The ``*.yaml`` files of ``directory`` in name order (names compared as strings, as
+    sorted paths of one directory are, only faster)."""
+    if not directory.is_dir():
+        return []
+    return [
+        directory / n for n in sorted(e.name for e in os.scandir(directory)) if n.endswith(".yaml")
+    ]
+
+
+def check_papers(
+    root: Path, paths: list[Path], use_cache: bool, reuse: bool = True
+) -> tuple[list[PaperOutcome], int]:
+    """One outcome per paper file, and how many came from the cache: a file whose content is
+    unchanged is taken from the cache (when ``reuse``), others are checked; the cache is
+    rewritten when anything changed (when ``use_cache``)."""
+    rels = [f"{PAPERS_DIR.as_posix()}/{path.name}" for path in paths]
+    cached = read_cache(root) if use_cache and reuse else {}
+    now_ns = time.time_ns()
+    outcomes: list[PaperOutcome | None] = [None] * len(paths)
+    misses: list[int] = []
+    refreshed = False
+    for i, (path, rel) in enumerate(zip(paths, rels, strict=True)):
+        entry = cached.get(rel)
+        valid = _still_valid(path, entry, now_ns) if entry is not None else None
+        if valid is None:
+            misses.append(i)
+            continue
+        refreshed |= valid is not entry
+        outcomes[i] = PaperOutcome(valid, [])
+    for i, outcome in zip(misses, _check_all([(paths[i], rels[i]) for i in misses]), strict=True):
+        outcomes[i] = outcome
+    done = [o for o in outcomes if o is not None]
+    if use_cache and (misses or refreshed or cached.keys() != set(rels)):
+        fresh = {
+            rel: o.entry for rel, o in zip(rels, done, strict=True) if o.entry and not o.problems
+        }
+        write_cache(root, fresh)
+    return done, len(paths) - len(misses)
+
+
+def models_of(bodies: list[bytes]) -> list[Paper]:
+    """The papers of JSON bodies, validated again by pydantic (from JSON, in Rust: faster
+    than rebuilding them in Python, and a cache can never yield a model the schema refuses);
+    ValueError when a body does not validate."""
+    array = b"[" + b",".join(bodies) + b"]"
+    try:
+        return _paper_list().validate_json(array, context=context())
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+@functools.cache
+def _paper_list() -> TypeAdapter[list[Paper]]:
+    return TypeAdapter(list[Paper])

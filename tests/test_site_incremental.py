@@ -1,0 +1,180 @@
+"""An incremental site build gives byte for byte the site a full build gives, after a paper is
+edited, added or deleted, and it really reuses the pages that did not change.
+
+Each test copies the small site fixture to ``tmp_path``, builds it (filling the page cache),
+changes one paper file, then builds the site again twice: incrementally and in full without the
+cache, and compares every file of the two outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import kbtool
+from kbtool.site import build_site, mkdocs_run
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "fixtures" / "site_kb"
+PAPER = "papers/gu-2023-minillm.yaml"
+
+
+@pytest.fixture(autouse=True)
+def fixed_epoch() -> Iterator[None]:
+    """Builds stamp the date into the sitemap: fix it, as for any reproducible build."""
+    old = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = "1700000000"
+    yield
+    if old is None:
+        del os.environ["SOURCE_DATE_EPOCH"]
+    else:
+        os.environ["SOURCE_DATE_EPOCH"] = old
+
+
+@pytest.fixture
+def kb_root(tmp_path: Path) -> Path:
+    root = tmp_path / "kb"
+    shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns(".cache"))
+    return root
+
+
+def tree(site: Path) -> dict[str, bytes]:
+    return {p.relative_to(site).as_posix(): p.read_bytes() for p in site.rglob("*") if p.is_file()}
+
+
+def build(root: Path, out: Path, incremental: bool) -> None:
+    cache = root / ".cache" / "kbtool" / "site"
+    build_site(
+        kbtool.load(root),
+        out,
+        benchmark_json=None,
+        zoo_dir=None,
+        incremental=incremental,
+        cache_dir=cache if incremental else root / "no-cache-dir-used",
+    )
+
+
+def assert_same_sites(root: Path, tmp_path: Path) -> tuple[dict[str, bytes], list[str]]:
+    """Build incrementally and in full; the two sites must be identical. Returns the site and
+    the pages mkdocs built again in the incremental build."""
+    built: list[str] = []
+    original = mkdocs_run.PageCache.store
+
+    def spy(self: mkdocs_run.PageCache, rel: str, *args: Any) -> None:  # noqa: ANN401
+        built.append(rel)
+        original(self, rel, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mkdocs_run.PageCache, "store", spy)
+        build(root, tmp_path / "incremental", incremental=True)
+    shutil.rmtree(root / "no-cache-dir-used", ignore_errors=True)
+    build(root, tmp_path / "full", incremental=False)
+    incremental, full = tree(tmp_path / "incremental"), tree(tmp_path / "full")
+    assert sorted(incremental) == sorted(full)
+    assert [name for name in full if incremental[name] != full[name]] == []
+    return full, built
+
+
+def edit(root: Path, rel: str, old: str, new: str) -> None:
+    path = root / rel
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_after_an_edit_only_changed_pages_are_built_and_the_site_is_identical(
+    kb_root: Path, tmp_path: Path
+) -> None:
+    build(kb_root, tmp_path / "first", incremental=True)
+    title = "MiniLLM: Knowledge Distillation of Large Language Models"
+    assert title in (kb_root / PAPER).read_text(encoding="utf-8")
+    edit(kb_root, PAPER, title, "MiniLLM, edited: Knowledge Distillation of LLMs")
+    site, built = assert_same_sites(kb_root, tmp_path)
+    assert "MiniLLM, edited" in site["papers/gu-2023-minillm.html"].decode()
+    assert "papers/gu-2023-minillm.md" in built
+    assert "papers/hinton-2015-distilling.md" not in built  # reused from the cache
+
+
+def test_after_an_addition_the_site_is_identical(kb_root: Path, tmp_path: Path) -> None:
+    build(kb_root, tmp_path / "first", incremental=True)
+    new = kb_root / "papers" / "gu-2023-minillm-copy.yaml"
+    shutil.copy(kb_root / PAPER, new)
+    edit(
+        kb_root,
+        "papers/gu-2023-minillm-copy.yaml",
+        "id: gu-2023-minillm",
+        "id: gu-2023-minillm-copy",
+    )
+    text = new.read_text(encoding="utf-8")
+    if "arxiv_id:" in text:
+        line = next(x for x in text.splitlines() if x.startswith("arxiv_id:"))
+        edit(kb_root, "papers/gu-2023-minillm-copy.yaml", line, "arxiv_id: '2399.99999'")
+    site, _ = assert_same_sites(kb_root, tmp_path)
+    assert "papers/gu-2023-minillm-copy.html" in site
+
+
+def test_after_a_deletion_the_site_is_identical(kb_root: Path, tmp_path: Path) -> None:
+    build(kb_root, tmp_path / "first", incremental=True)
+    (kb_root / "papers" / "cited-2022-only.yaml").unlink()
+    site, _ = assert_same_sites(kb_root, tmp_path)
+    assert "papers/cited-2022-only.html" not in site
+
+
+def test_a_damaged_page_cache_is_not_used(kb_root: Path, tmp_path: Path) -> None:
+    """A cached page whose stored output lost bytes, or a state file that is not JSON, means
+    those pages are built again, with the same result."""
+    build(kb_root, tmp_path / "first", incremental=True)
+    cache = kb_root / ".cache" / "kbtool" / "site"
+    stored = sorted((cache / "pages").glob("*.html"))
+    assert stored
+    stored[0].unlink()
+    stored[1].write_bytes(stored[1].read_bytes()[:-10])  # a truncated output
+    assert_same_sites(kb_root, tmp_path)
+    (cache / "state.json").write_text("{not json", encoding="utf-8")
+    shutil.rmtree(tmp_path / "incremental")
+    shutil.rmtree(tmp_path / "full")
+    assert_same_sites(kb_root, tmp_path)
+
+
+def test_a_build_in_parallel_shares_equals_a_single_process_build(
+    kb_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large first builds make the paper and taxonomy pages in forked processes first; the
+    final build only assembles them, and the site is the one a single process builds."""
+    monkeypatch.setattr(mkdocs_run, "PARALLEL_MIN_PAGES", 0)
+    built_here: list[str] = []
+    original = mkdocs_run.PageCache.store
+
+    def spy(self: mkdocs_run.PageCache, rel: str, *args: Any) -> None:  # noqa: ANN401
+        built_here.append(rel)
+        original(self, rel, *args)
+
+    monkeypatch.setattr(mkdocs_run.PageCache, "store", spy)
+    kb = kbtool.load(kb_root)
+    monkeypatch.setattr(mkdocs_run, "WORKERS", 2)
+    build_site(
+        kb,
+        tmp_path / "parallel",
+        benchmark_json=None,
+        zoo_dir=None,
+        cache_dir=tmp_path / "cache-parallel",
+    )
+    in_parent = [rel for rel in built_here if rel.startswith(("papers/", "taxonomy/"))]
+    assert in_parent == []  # every such page came from the forked builds
+    monkeypatch.setattr(mkdocs_run, "WORKERS", 1)
+    build_site(
+        kb,
+        tmp_path / "single",
+        benchmark_json=None,
+        zoo_dir=None,
+        cache_dir=tmp_path / "cache-single",
+    )
+    assert any(rel.startswith("papers/") for rel in built_here)
+    parallel, single = tree(tmp_path / "parallel"), tree(tmp_path / "single")
+    assert sorted(parallel) == sorted(single)
+    assert [name for name in single if parallel[name] != single[name]] == []
