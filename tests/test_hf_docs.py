@@ -80,7 +80,7 @@ def test_method_page_snippet_is_a_working_trainer_call(
     tmp_path: Path, loss: str, kind: str
 ) -> None:
     """The snippet a method page shows runs as written on the tiny models (2 steps)."""
-    from kbtool.site.render import python_dict
+    from kbtool.site.method_code import python_dict
     from reference_impls import SPECS
     from reference_impls.integrations import tiny
 

@@ -486,8 +486,8 @@ def test_site_knows_the_hyperparameters_of_the_registry(real_site: Path) -> None
 
 def test_site_knows_the_trainer_kinds_of_the_registry() -> None:
     """The site reads the registry without torch; its view agrees with the trainer's own."""
+    from kbtool.site.method_code import TRAINER_FEEDS
     from kbtool.site.refimpl import registry_kinds
-    from kbtool.site.render import TRAINER_FEEDS
     from reference_impls import SPECS
     from reference_impls.integrations.objective import TRAINER_KINDS
 

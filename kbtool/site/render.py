@@ -23,12 +23,13 @@ import yaml
 from markupsafe import Markup
 
 from kbtool.core.knowledge_base import KnowledgeBase
-from kbtool.core.model import Method, Paper
+from kbtool.core.model import Paper
 from kbtool.core.query_index import normalize_text
 from kbtool.core.taxonomy import bundled_vocabulary
 from kbtool.site.benchmark import read_benchmark
 from kbtool.site.figures import statistics_figures
 from kbtool.site.mathml import FormulaError, latex_to_mathml
+from kbtool.site.method_code import MethodCodeReader
 from kbtool.site.new_since_survey import PAGE as NEW_SINCE_SURVEY_PAGE
 from kbtool.site.new_since_survey import render_page as render_new_since_survey
 from kbtool.site.new_since_survey import row_facets, site_globals
@@ -38,23 +39,12 @@ from kbtool.site.paper_pages import (
     render_paper_pages,
     shared_inputs,
 )
-from kbtool.site.refimpl import (
-    PACKAGE,
-    LossSource,
-    ReferenceImplError,
-    locate,
-    package_dir,
-    registry_kinds,
-    registry_params,
-)
+from kbtool.site.refimpl import ReferenceImplError, package_dir
 from kbtool.site.zoo import read_zoo
 
 SITE_SRC = Path(__file__).resolve().parent.parent.parent / "site"
 ASSETS_DIR = "kb-assets"
 NEWEST = 12
-#: How a method page tells readers to run its reference implementation's demo.
-RUN_COMMAND = "kbtool run {method_id}"
-HF_RUN_COMMAND = "kbtool run {method_id} --hf"
 
 ROLES = (
     (
@@ -305,23 +295,18 @@ class _Renderer:
         from kbtool.core.graph import related_methods
 
         graph = self.kb.graph
-        kinds, params = registry_kinds(self.pkg_dir), registry_params(self.pkg_dir)
+        reader = MethodCodeReader(self.pkg_dir)
         for method in self.kb.methods.values():
-            source = self._source(method)
+            try:
+                code = reader.read(method)
+            except ReferenceImplError as exc:
+                raise SiteRenderError(str(exc)) from exc
             try:
                 mathml: Markup | None = Markup(latex_to_mathml(method.formula, display=True))
             except FormulaError as exc:
                 mathml = None
                 self.result.notes.append(f"method {method.id}: {exc}")
-            commands = [RUN_COMMAND.format(method_id=method.id)]
-            if method.demo is not None:
-                commands.append(f"python -m {PACKAGE}.demos {method.demo}")
-            elif source is not None:
-                commands.append(source.demo_command)
-            trainer_kind = _trainer_kind(method.loss, kinds)
-            if trainer_kind != "none":
-                commands.append(HF_RUN_COMMAND.format(method_id=method.id))
-            introducing = [self.kb.papers[pid] for pid in method.papers if pid in self.kb.papers]
+            loss_name = code.loss_name
             self.write(
                 f"methods/{method.id}.md",
                 "method.md.j2",
@@ -329,29 +314,13 @@ class _Renderer:
                 front_matter=front_matter(method.name),
                 method=method,
                 formula_mathml=mathml,
-                source=source,
-                utilities=[self._locate(method, name) for name in method.utilities],
-                run_commands="\n".join(commands),
-                introducing=introducing,
+                introducing=[self.kb.papers[p] for p in method.papers if p in self.kb.papers],
                 using=[p for p in self.kb.papers_using(method.id) if p.id not in method.papers],
                 related=related_methods(graph, method.id),
                 zoo=self.zoo,
-                zoo_row=self.zoo.rows.get(method.loss.rsplit(".", 1)[1]) if method.loss else None,
-                loss_name=method.loss.rsplit(".", 1)[1] if method.loss else None,
-                trainer_kind=trainer_kind,
-                loss_params=python_dict(params.get(method.loss.rsplit(".", 1)[1], {}))
-                if method.loss
-                else "",
+                zoo_row=self.zoo.rows.get(loss_name) if loss_name else None,
+                **code.context(),
             )
-
-    def _source(self, method: Method) -> LossSource | None:
-        return None if method.loss is None else self._locate(method, method.loss)
-
-    def _locate(self, method: Method, dotted: str) -> LossSource:
-        try:
-            return locate(dotted, self.pkg_dir)
-        except ReferenceImplError as exc:
-            raise SiteRenderError(f"method {method.id}: {exc}") from exc
 
     def statistics(self) -> None:
         figures = statistics_figures(self.kb, self.counts, self._facets()["teachers"])
@@ -410,31 +379,6 @@ class _Renderer:
             front_matter=front_matter("Contributing"),
             stats=self.kb.stats(),
         )
-
-
-#: How the Hugging Face DistillationTrainer feeds each registry kind; the same mapping as
-#: ``reference_impls.integrations.objective.TRAINER_KINDS`` (a test checks they agree), kept
-#: here so that rendering never imports torch.
-TRAINER_FEEDS = {
-    "TOKEN_LEVEL": "token",
-    "SPARSE_TOPK": "topk",
-    "SEQUENCE": "sft",
-    "POLICY_GRADIENT": "policy_gradient",
-    "SPARSE_SAMPLED": "sampled",
-    "ON_POLICY_PG": "on_policy",
-}
-
-
-def python_dict(params: dict[str, object]) -> str:
-    """``{"beta": 0.9}``: hyperparameters as a Python literal for a snippet ('' if none)."""
-    return "{" + ", ".join(f'"{k}": {v!r}' for k, v in params.items()) + "}" if params else ""
-
-
-def _trainer_kind(dotted_loss: str | None, kinds: dict[str, str]) -> str:
-    """The trainer's feed of the loss (a value of TRAINER_FEEDS), or 'none' if it has none."""
-    if dotted_loss is None:
-        return "none"
-    return TRAINER_FEEDS.get(kinds.get(dotted_loss.rsplit(".", 1)[1], ""), "none")
 
 
 def _most_common(counter: Counter[str]) -> str:
