@@ -20,7 +20,6 @@ Prints two tables and writes them as JSON (default ``build/benchmarks/sampled_ca
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from torch import Tensor
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.topk_cache import dense_baseline, median_seconds, synthetic_teacher  # noqa: E402
+from benchmarks.topk_cache import dense_baseline, median_seconds, parse_args, synthetic_teacher  # noqa: E402
 from reference_impls.teacher_cache import TeacherCache, write_teacher_cache  # noqa: E402
 from reference_impls.topk import sampled_kd_loss, topk_forward_kl  # noqa: E402
 
@@ -102,15 +101,7 @@ def timing_rows(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes for development")
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    grid = QUICK if args.quick else FULL
+    args, grid = parse_args(argv, __doc__ or "", DEFAULT_OUT, QUICK, FULL)
     with tempfile.TemporaryDirectory() as tmp:
         storage = storage_rows(grid, Path(tmp))
     timing = timing_rows(grid, storage, args.reps)

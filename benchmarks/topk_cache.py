@@ -174,16 +174,27 @@ def timing_rows(
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(
+    argv: list[str] | None,
+    doc: str,
+    default_out: Path,
+    quick: dict[str, Any],
+    full: dict[str, Any],
+) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """The cache benchmarks' shared options (--quick, --reps, --out, --threads); the grid to run."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for development")
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
+    parser.add_argument("--out", type=Path, default=default_out, help="JSON output path")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    grid = QUICK if args.quick else FULL
+    return args, quick if args.quick else full
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, grid = parse_args(argv, __doc__ or "", DEFAULT_OUT, QUICK, FULL)
     with tempfile.TemporaryDirectory() as tmp:
         storage = storage_rows(grid, Path(tmp))
         timing = timing_rows(grid, storage, args.reps)

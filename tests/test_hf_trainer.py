@@ -166,21 +166,26 @@ def _cache_of_batch(
     return rows, Path(written)
 
 
+def _cache_trainer(student: Any, cache: TeacherCache, tmp_path: Path, loss: str) -> Any:
+    """A trainer on a teacher cache, no teacher model, alpha 0, temperature 1."""
+    return DistillationTrainer(
+        student,
+        None,
+        tiny.training_args(tmp_path, 1, 4),
+        teacher_cache=cache,
+        loss=loss,
+        alpha=0.0,
+        temperature=1.0,
+    )
+
+
 def test_topk_cache_loss_is_our_function_on_the_cached_rows(
     tmp_path: Path, batch: dict[str, torch.Tensor]
 ) -> None:
     teacher, student = tiny.tiny_teacher("llama"), tiny.tiny_causal_lm("llama")
     rows, path = _cache_of_batch(teacher, batch, tmp_path / "t.safetensors", k=8)
     with TeacherCache.open(path) as cache:
-        trainer = DistillationTrainer(
-            student,
-            None,
-            tiny.training_args(tmp_path, 1, 4),
-            teacher_cache=cache,
-            loss="forward_kl",
-            alpha=0.0,
-            temperature=1.0,
-        )
+        trainer = _cache_trainer(student, cache, tmp_path, "forward_kl")
         assert trainer.kd_objective.loss == "topk_forward_kl"
         inputs = {**batch, "cache_index": torch.arange(len(rows))}
         got = trainer.compute_loss(trainer.model, inputs)
@@ -224,14 +229,7 @@ def test_sampled_cache_loss_is_our_function_on_the_cached_rows(
         teacher, batch, tmp_path / "s.safetensors", mode="sampled", samples=32
     )
     with TeacherCache.open(path) as cache:
-        trainer = DistillationTrainer(
-            student,
-            None,
-            tiny.training_args(tmp_path, 1, 4),
-            teacher_cache=cache,
-            loss="sampled_kd_loss",
-            temperature=1.0,
-        )
+        trainer = _cache_trainer(student, cache, tmp_path, "sampled_kd_loss")
         got = trainer.compute_loss(trainer.model, {**batch, "cache_index": torch.arange(len(rows))})
         ids, weights, cmask = cache.get_batch(list(range(len(rows))))
     length = batch["input_ids"].shape[1] - 1
