@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,43 @@ def test_the_cache_is_written_atomically(kb: Path, monkeypatch: pytest.MonkeyPat
     assert next(p for p in records.papers if p.id == "gu2023minillm").year == 2022
     assert (kb / CACHE_FILE).read_bytes() == before
     assert [p.name for p in (kb / CACHE_FILE).parent.iterdir()] == [CACHE_FILE.name]
+
+
+@pytest.mark.parametrize(
+    "doctor",
+    [
+        lambda row: [7, *row[1:]],  # a file name that is not a string
+        lambda row: [row[0], None, *row[2:]],  # no digest
+        lambda row: [*row[:2], str(row[2]), row[3]],  # a length that is not a number
+        lambda row: [*row[:2], True, row[3]],  # a boolean is not a length
+        lambda row: [*row[:3], [1, 2, 3]],  # a signature of three numbers
+        lambda row: [*row[:3], [1, 2, 3, "4"]],  # a signature with a string in it
+        lambda row: row[:3],  # a row one column short
+    ],
+)
+def test_a_cache_header_with_a_malformed_row_is_ignored(
+    kb: Path, doctor: Callable[[list[object]], list[object]]
+) -> None:
+    """Rows are checked column by column; one bad row means no cache, and a cold load."""
+    expected = load_records(kb, cache=False)
+    load_records(kb)
+    header_line, body = (kb / CACHE_FILE).read_bytes().split(b"\n", 1)
+    header = json.loads(header_line)
+    header["entries"][1] = doctor(header["entries"][1])
+    (kb / CACHE_FILE).write_bytes(json.dumps(header).encode() + b"\n" + body)
+    assert read_cache(kb) == {}
+    same(load_records(kb), expected)
+    assert len(read_cache(kb)) == len(expected.papers)  # rewritten whole
+
+
+def test_lengths_that_do_not_add_up_to_the_body_are_refused(kb: Path) -> None:
+    load_records(kb)
+    header_line, body = (kb / CACHE_FILE).read_bytes().split(b"\n", 1)
+    header = json.loads(header_line)
+    rows = header["entries"]
+    rows[0][2], rows[1][2] = rows[0][2] + 5, rows[1][2] - 5  # same total, shifted bodies
+    (kb / CACHE_FILE).write_bytes(json.dumps(header).encode() + b"\n" + body)
+    entries = read_cache(kb)  # the slices are wrong, but each is only a candidate body...
+    bad = {rel for rel, e in entries.items() if not e.body.endswith(b"}")}
+    assert bad  # ...which does not parse as the model, so the load starts over from files
+    same(load_records(kb), load_records(kb, cache=False))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from kbtool.core import provenance
 from kbtool.core.errors import KnowledgeBaseError
+from kbtool.core.gc_pause import collection_paused
 from kbtool.core.loader import Records, load_records
 from kbtool.core.model import Method, Paper, TaxonomyNode, TeacherAccess
 from kbtool.core.query_index import QueryIndex, intersection, normalize_text
@@ -293,7 +294,8 @@ def load(root: Path | str | None = None, *, cache: bool = True) -> KnowledgeBase
     Raises ``KnowledgeBaseError`` listing every problem when the data is invalid. ``cache``:
     use the validated load cache under ``root/.cache/`` (the result is the same either way).
     """
-    records = load_records(root, cache=cache)
-    if records.problems:
-        raise KnowledgeBaseError(records.problems)
-    return KnowledgeBase(records)
+    with collection_paused():
+        records = load_records(root, cache=cache)
+        if records.problems:
+            raise KnowledgeBaseError(records.problems)
+        return KnowledgeBase(records)

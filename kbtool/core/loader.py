@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kbtool.core.errors import KnowledgeBaseError, Problem
+from kbtool.core.gc_pause import collection_paused
 from kbtool.core.model import Method, MethodFile, Paper, Taxonomy, TaxonomyNode
 from kbtool.core.paper_files import check_papers, models_of, paper_files
 from kbtool.core.paths import METHODS_DIR, NODES_FILE, PAPERS_DIR, default_root
@@ -83,12 +84,12 @@ def _load_methods(root: Path, records: Records) -> dict[str, str]:
 
 def _load_papers(root: Path, records: Records, use_cache: bool, reuse: bool = True) -> None:
     directory = root / PAPERS_DIR
-    paths = paper_files(directory)
-    outcomes, hits = check_papers(root, paths, use_cache, reuse)
+    names = paper_files(directory)
+    checked = check_papers(root, names, use_cache, reuse)
     try:
-        papers = iter(models_of([o.entry.body for o in outcomes if o.entry is not None]))
+        papers = iter(models_of([e.body for e in checked.entries if e is not None]))
     except ValueError:
-        if not hits:
+        if not checked.hits:
             raise  # a model that does not survive its own JSON: a bug, not bad data
         _load_papers(root, records, use_cache, reuse=False)  # a cache that does not fit
         return
@@ -100,15 +101,17 @@ def _load_papers(root: Path, records: Records, use_cache: bool, reuse: bool = Tr
                 "paper files must end in .yaml (this one would be ignored); rename it",
             )
         )
-    for path, outcome in zip(paths, outcomes, strict=True):
-        records.problems.extend(outcome.problems)
-        if outcome.entry is None:
+    for i, (name, entry) in enumerate(zip(names, checked.entries, strict=True)):
+        if i in checked.problems:
+            records.problems.extend(checked.problems[i])
+        if entry is None:
             continue
         paper = next(papers)
-        if paper.id != path.stem:
-            rel = f"{PAPERS_DIR.as_posix()}/{path.name}"
+        stem = name.removesuffix(".yaml")
+        if paper.id != stem:
+            rel = f"{PAPERS_DIR.as_posix()}/{name}"
             records.problems.append(
-                Problem(rel, "id", f"id {paper.id!r} does not match the file name {path.stem!r}")
+                Problem(rel, "id", f"id {paper.id!r} does not match the file name {stem!r}")
             )
             continue
         records.papers.append(paper)
@@ -151,6 +154,10 @@ def check_references(records: Records, method_origin: dict[str, str]) -> None:
     arxiv_owner: dict[str, list[str]] = defaultdict(list)
     papers_dir = PAPERS_DIR.as_posix()
     for paper in records.papers:
+        if paper.arxiv_id:
+            arxiv_owner[paper.arxiv_id].append(paper.id)
+        if _plainly_consistent(paper, node_ids, method_ids):
+            continue  # the common case, checked in one pass; the loop below names problems
         rel = f"{papers_dir}/{paper.id}.yaml"
         for node_id in paper.nodes:
             if node_id not in node_ids:
@@ -171,8 +178,6 @@ def check_references(records: Records, method_origin: dict[str, str]) -> None:
         ):
             if len(set(values)) != len(values):
                 problems.append(Problem(rel, name, "contains duplicates"))
-        if paper.arxiv_id:
-            arxiv_owner[paper.arxiv_id].append(paper.id)
     for arxiv_id, owners in arxiv_owner.items():
         if len(owners) > 1:
             for owner in owners:
@@ -184,6 +189,21 @@ def check_references(records: Records, method_origin: dict[str, str]) -> None:
                         f"arXiv id {arxiv_id} is also used by {others}",
                     )
                 )
+
+
+def _plainly_consistent(paper: Paper, node_ids: set[str], method_ids: set[str]) -> bool:
+    """True when the paper's nodes and methods are known, each node has a placement, and
+    nodes, methods and code links have no duplicates: what ``check_references`` checks."""
+    methods, code = paper.methods, paper.code
+    nodes = set(paper.nodes)
+    return (
+        len(nodes) == len(paper.nodes)
+        and node_ids.issuperset(nodes)
+        and nodes.issubset([p.node for p in paper.placements])
+        and method_ids.issuperset(methods)
+        and (len(methods) < 2 or len(set(methods)) == len(methods))
+        and (len(code) < 2 or len(set(code)) == len(code))
+    )
 
 
 def _check_acyclic(nodes: list[TaxonomyNode], problems: list[Problem]) -> None:
@@ -214,10 +234,11 @@ def load_records(root: Path | str | None = None, *, cache: bool = True) -> Recor
             Problem(str(base), "(root)", "knowledge base directory does not exist")
         )
         return records
-    _load_nodes(base, records)
-    origin = _load_methods(base, records)
-    _load_papers(base, records, cache)
-    check_references(records, origin)
+    with collection_paused():
+        _load_nodes(base, records)
+        origin = _load_methods(base, records)
+        _load_papers(base, records, cache)
+        check_references(records, origin)
     return records
 
 

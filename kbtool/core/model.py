@@ -279,12 +279,14 @@ class Paper(_Strict):
     def _placements_match_nodes(
         cls, value: list[Placement], info: ValidationInfo
     ) -> list[Placement]:
-        placed = [p.node for p in value]
-        if len(set(placed)) != len(placed):
+        if not value:
+            return value
+        placed = {p.node for p in value}
+        if len(placed) != len(value):
             raise ValueError("a node has more than one placement")
         nodes = set(info.data.get("nodes") or [])
-        if value and set(placed) != nodes:
-            missing, extra = sorted(nodes - set(placed)), sorted(set(placed) - nodes)
+        if placed != nodes:
+            missing, extra = sorted(nodes - placed), sorted(placed - nodes)
             parts = [f"nodes without a placement: {', '.join(missing)}"] if missing else []
             parts += [f"placements of nodes not in nodes: {', '.join(extra)}"] if extra else []
             raise ValueError("; ".join(parts))
@@ -293,8 +295,10 @@ class Paper(_Strict):
     @field_validator("venue_year")
     @classmethod
     def _venue_has_year(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return value
         venue = str(info.data.get("venue") or "")
-        if value is not None and venue.casefold() in _NO_VENUE:
+        if venue.casefold() in _NO_VENUE:
             raise ValueError(f"{venue!r} is not a venue with a year of its own")
         return value
 

@@ -80,59 +80,75 @@ def _check_all(jobs: list[tuple[Path, str]]) -> list[PaperOutcome]:
         return list(pool.map(check_paper, jobs, chunksize=max(1, len(jobs) // (workers * 4))))
 
 
-def _still_valid(path: Path, entry: Entry, now_ns: int) -> Entry | None:
+def _still_valid(path: str, entry: Entry, now_ns: int) -> Entry | None:
     """``entry`` (with a fresh signature if need be) when ``path`` still has the content it
     was made from, else None."""
     try:
         stat = os.stat(path)
         if entry.signature is not None and _signature(stat, now_ns) == entry.signature:
             return entry
-        if content_digest(path.read_bytes()) != entry.digest:
-            return None
+        with open(path, "rb") as handle:
+            if content_digest(handle.read()) != entry.digest:
+                return None
     except OSError:
         return None
     return Entry(entry.digest, entry.body, _signature(stat, now_ns))
 
 
-def paper_files(directory: Path) -> list[Path]:
-    """The ``*.yaml`` files of ``directory`` in name order (names compared as strings, as
-    sorted paths of one directory are, only faster)."""
+def paper_files(directory: Path) -> list[str]:
+    """The names of the ``*.yaml`` files of ``directory``, in order (names, not paths: a
+    load handles 10,000 of them)."""
     if not directory.is_dir():
         return []
-    return [
-        directory / n for n in sorted(e.name for e in os.scandir(directory)) if n.endswith(".yaml")
-    ]
+    return sorted(e.name for e in os.scandir(directory) if e.name.endswith(".yaml"))
+
+
+@dataclass
+class CheckedPapers:
+    """What checking the paper files gave, one slot per file in name order: the cache entry
+    of each valid file (None for a file with a problem), the problems by slot, and how many
+    files came from the cache unchanged."""
+
+    entries: list[Entry | None]
+    problems: dict[int, list[Problem]]
+    hits: int
 
 
 def check_papers(
-    root: Path, paths: list[Path], use_cache: bool, reuse: bool = True
-) -> tuple[list[PaperOutcome], int]:
-    """One outcome per paper file, and how many came from the cache: a file whose content is
-    unchanged is taken from the cache (when ``reuse``), others are checked; the cache is
+    root: Path, names: list[str], use_cache: bool, reuse: bool = True
+) -> CheckedPapers:
+    """Check the files ``names`` of ``root/papers``: a file whose content is unchanged is
+    taken from the cache (when ``reuse``), others are parsed and validated; the cache is
     rewritten when anything changed (when ``use_cache``)."""
-    rels = [f"{PAPERS_DIR.as_posix()}/{path.name}" for path in paths]
+    prefix = f"{PAPERS_DIR.as_posix()}/"
+    directory = os.path.join(root, PAPERS_DIR)
     cached = read_cache(root) if use_cache and reuse else {}
     now_ns = time.time_ns()
-    outcomes: list[PaperOutcome | None] = [None] * len(paths)
+    entries: list[Entry | None] = []
     misses: list[int] = []
     refreshed = False
-    for i, (path, rel) in enumerate(zip(paths, rels, strict=True)):
-        entry = cached.get(rel)
-        valid = _still_valid(path, entry, now_ns) if entry is not None else None
+    for i, name in enumerate(names):
+        entry = cached.get(prefix + name)
+        valid = _still_valid(f"{directory}/{name}", entry, now_ns) if entry else None
         if valid is None:
             misses.append(i)
-            continue
         refreshed |= valid is not entry
-        outcomes[i] = PaperOutcome(valid, [])
-    for i, outcome in zip(misses, _check_all([(paths[i], rels[i]) for i in misses]), strict=True):
-        outcomes[i] = outcome
-    done = [o for o in outcomes if o is not None]
-    if use_cache and (misses or refreshed or cached.keys() != set(rels)):
+        entries.append(valid)
+    problems: dict[int, list[Problem]] = {}
+    jobs = [(Path(directory, names[i]), prefix + names[i]) for i in misses]
+    for i, outcome in zip(misses, _check_all(jobs), strict=True):
+        entries[i] = outcome.entry
+        if outcome.problems:
+            problems[i] = outcome.problems
+    # every name a hit and as many entries as names: the cached set is exactly this one
+    if use_cache and (misses or refreshed or len(cached) != len(names)):
         fresh = {
-            rel: o.entry for rel, o in zip(rels, done, strict=True) if o.entry and not o.problems
+            prefix + name: entry
+            for i, (name, entry) in enumerate(zip(names, entries, strict=True))
+            if entry is not None and i not in problems
         }
         write_cache(root, fresh)
-    return done, len(paths) - len(misses)
+    return CheckedPapers(entries, problems, len(names) - len(misses))
 
 
 def models_of(bodies: list[bytes]) -> list[Paper]:
