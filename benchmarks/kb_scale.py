@@ -51,11 +51,14 @@ def make_kb(root: Path, n: int, seed: int = 0) -> None:
     leaves = [nd.id for nd in records.nodes if nd.parent is not None]
     methods = [m.id for m in records.methods]
     # The methods point at real papers: keep those so the synthetic KB validates.
+    kept = {pid for m in records.methods for pid in m.papers}
+    real_ids = {p.arxiv_id for p in records.papers if p.id in kept}
     for paper in records.papers:
-        if any(paper.id in m.papers for m in records.methods):
+        if paper.id in kept:
             write_paper(root, paper)
     for i in range(n):
         year = rng.randint(2016, 2025)
+        month = rng.randint(1, 12)
         nodes = rng.sample(leaves, rng.randint(1, 3))
         _write_fast(
             root,
@@ -64,10 +67,9 @@ def make_kb(root: Path, n: int, seed: int = 0) -> None:
                 title=f"Synthetic paper {i} on distillation of {rng.choice(TEACHERS)}",
                 authors=[f"Author {rng.randint(0, 999)}", f"Author {rng.randint(0, 999)}"],
                 year=year,
-                month=rng.randint(1, 12),
+                month=month,
                 venue=rng.choice(VENUES),
-                # "99MM" ids never collide with the real papers' ids
-                arxiv_id=f"99{rng.randint(1, 12):02d}.{10000 + i:05d}",
+                arxiv_id=_synthetic_arxiv_id(year, month, i, real_ids),
                 url=f"https://example.org/paper/{i}",
                 code=[f"https://github.com/example/repo{i}"] if rng.random() < 0.4 else [],
                 nodes=nodes,
@@ -79,6 +81,15 @@ def make_kb(root: Path, n: int, seed: int = 0) -> None:
                 objectives=rng.sample(list(OBJECTIVE_NODES), 1),
             ),
         )
+
+
+def _synthetic_arxiv_id(year: int, month: int, i: int, taken: set[str | None]) -> str:
+    """An arXiv id of the paper's own month (so first versions spread over the real years),
+    unique among the synthetic papers by ``i`` and never one of the real papers' ids."""
+    number = i % 100_000
+    while (candidate := f"{year % 100:02d}{month:02d}.{number:05d}") in taken:
+        number = (number + 50_000) % 100_000
+    return candidate
 
 
 def _write_fast(root: Path, paper: Paper) -> None:

@@ -8,7 +8,7 @@ import networkx as nx
 import pytest
 
 import kbtool
-from kbtool.core.graph import edges_of_type, related_methods
+from kbtool.core.graph import edges_of_type, method_relations, related_methods
 
 KB_SMALL = Path(__file__).parent / "fixtures" / "kb_small"
 
@@ -132,3 +132,12 @@ def test_no_other_edge_types(graph: nx.MultiDiGraph) -> None:
         "special_case_of",
     }
     assert graph.number_of_edges() == 15 + 11 + 6 + 1 + 5 + 1 + 1
+
+
+def test_method_relations_read_from_the_methods_equal_the_graphs() -> None:
+    """The site reads method-to-method relations without building the paper graph; on the
+    bundled knowledge base (many reductions) they are the graph's, method by method."""
+    kb = kbtool.load()
+    assert sum(len(m.generalizes) for m in kb.methods.values()) > 5
+    for method_id in kb.methods:
+        assert method_relations(kb.methods, method_id) == related_methods(kb.graph, method_id)

@@ -242,3 +242,5 @@ def test_stats(kb: KnowledgeBase) -> None:
     }
     assert stats["per_year"] == {2015: 1, 2022: 1, 2023: 3, 2024: 1}
     assert stats["per_node"]["feedback"] == 3 and stats["per_node"]["kd-algorithms"] == 0
+    stats["per_node"]["feedback"] = 99  # computed once, but each caller gets its own copy
+    assert kb.stats()["per_node"]["feedback"] == 3

@@ -193,6 +193,7 @@ def test_the_same_query_twice_gives_the_same_answer(kb: KnowledgeBase) -> None:
 def test_papers_under_and_papers_using_match_a_plain_scan(kb: KnowledgeBase) -> None:
     for node_id in kb.nodes:
         assert [p.id for p in kb.papers_under(node_id)] == brute_force(kb, {"node": node_id})
+        assert kb.count_under(node_id) == len(brute_force(kb, {"node": node_id}))
     for method_id in kb.methods:
         assert [p.id for p in kb.papers_using(method_id)] == brute_force(kb, {"method": method_id})
 

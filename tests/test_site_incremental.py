@@ -98,6 +98,8 @@ def test_after_an_edit_only_changed_pages_are_built_and_the_site_is_identical(
     assert "MiniLLM, edited" in site["papers/gu-2023-minillm.html"].decode()
     assert "papers/gu-2023-minillm.md" in built
     assert "papers/hinton-2015-distilling.md" not in built  # reused from the cache
+    assert "contributing.md" not in built  # an index page whose markdown did not change
+    assert "papers.md" in built  # the paper index shows the new title
 
 
 def test_after_an_addition_the_site_is_identical(kb_root: Path, tmp_path: Path) -> None:
@@ -178,3 +180,21 @@ def test_a_build_in_parallel_shares_equals_a_single_process_build(
     parallel, single = tree(tmp_path / "parallel"), tree(tmp_path / "single")
     assert sorted(parallel) == sorted(single)
     assert [name for name in single if parallel[name] != single[name]] == []
+
+
+def test_a_page_key_covers_the_files_its_snippets_include(tmp_path: Path) -> None:
+    """Method pages include reference code through snippet lines: the code is part of the
+    page's inputs, so editing the included file changes the key."""
+    (tmp_path / "loss.py").write_text("def loss():\n    return 1\n", encoding="utf-8")
+    source = b'# Page\n\n``` python\n--8<-- "loss.py:1:2"\n```\n'
+    config = {"mdx_configs": {"pymdownx.snippets": {"base_path": [str(tmp_path)]}}}
+    before = mkdocs_run._PageSteps._included(source, config)
+    assert before is not None and before != b""
+    (tmp_path / "loss.py").write_text("def loss():\n    return 2\n", encoding="utf-8")
+    after = mkdocs_run._PageSteps._included(source, config)
+    assert after is not None and after != before
+    (tmp_path / "loss.py").unlink()
+    assert mkdocs_run._PageSteps._included(source, config) not in (None, before, after)
+    assert mkdocs_run._PageSteps._included(b"# no snippets\n", config) == b""
+    inline = b'Text with an inline --8<-- "loss.py" form\n'
+    assert mkdocs_run._PageSteps._included(inline, config) is None  # never cached

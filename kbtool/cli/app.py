@@ -43,7 +43,6 @@ from kbtool.export.json_export import papers_to_json, to_json
 from kbtool.ingest.awesome_import import import_awesome
 from kbtool.ingest.metadata import load_metadata
 from kbtool.ingest.metadata_import import import_metadata
-from kbtool.ingest.paper_io import paper_to_data
 from kbtool.ingest.survey_table import import_summary
 
 app = typer.Typer(
@@ -159,9 +158,7 @@ def query(
         origin=origin,
     )
     if output is OutputFormat.json:
-        sys.stdout.write(
-            json.dumps([paper_to_data(p) for p in papers], indent=2, ensure_ascii=False) + "\n"
-        )
+        sys.stdout.write(papers_to_json(papers))
         return
     columns = [
         Column("id", keep=5),

@@ -30,3 +30,19 @@ def collection_paused() -> Iterator[None]:
             gc.freeze()
             gc.unfreeze()
             gc.enable()
+
+
+@contextmanager
+def long_lived_set_aside() -> Iterator[None]:
+    """Keep the collector on inside the block, but out of what existed before it.
+
+    Work that allocates many short-lived objects (a site build) triggers full collections,
+    and each would scan the whole loaded knowledge base again. ``gc.freeze`` moves every object
+    tracked so far to a generation the collector ignores; ``gc.unfreeze`` afterwards returns
+    them to the oldest generation. Garbage made inside the block is collected as usual.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

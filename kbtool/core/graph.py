@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING
 import networkx as nx
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from kbtool.core.knowledge_base import KnowledgeBase
+    from kbtool.core.model import Method
 
 
 def vertex(kind: str, identifier: str) -> str:
@@ -69,4 +72,17 @@ def related_methods(g: nx.MultiDiGraph, method_id: str) -> list[tuple[str, str, 
     for _, target, data in g.out_edges(vertex("method", method_id), data=True):
         if data["type"] in ("generalizes", "special_case_of"):
             out.append((data["type"], target.split(":", 1)[1], data.get("when", "")))
+    return sorted(out)
+
+
+def method_relations(methods: Mapping[str, Method], method_id: str) -> list[tuple[str, str, str]]:
+    """What ``related_methods`` finds in the graph, read from the method nodes alone (the site
+    needs only these edges, not a graph of every paper): (edge type, other method, condition)."""
+    out = []
+    for reduction in methods[method_id].generalizes:
+        out.append(("generalizes", reduction.method, reduction.when))
+    for other in methods.values():
+        for reduction in other.generalizes:
+            if reduction.method == method_id:
+                out.append(("special_case_of", other.id, reduction.when))
     return sorted(out)

@@ -75,22 +75,36 @@ class KnowledgeBase:
     def ancestors(self, node_id: str) -> list[TaxonomyNode]:
         """The path from the pillar down to (and including) ``node_id``."""
         self._require_node(node_id)
-        path: list[TaxonomyNode] = []
-        current: str | None = node_id
-        while current is not None:
-            node = self.nodes[current]
-            path.append(node)
-            current = node.parent
-        return path[::-1]
+        return list(self._paths[node_id])
 
     def pillar_of(self, node_id: str) -> str:
         """The top-level node above ``node_id``."""
-        return self.ancestors(node_id)[0].id
+        self._require_node(node_id)
+        return self._paths[node_id][0].id
+
+    @cached_property
+    def _paths(self) -> dict[str, tuple[TaxonomyNode, ...]]:
+        """Each node's path from its pillar, computed once (site pages ask for it per paper)."""
+        paths: dict[str, tuple[TaxonomyNode, ...]] = {}
+        for node_id in self.nodes:
+            path: list[TaxonomyNode] = []
+            current: str | None = node_id
+            while current is not None and current not in (n.id for n in path):
+                node = self.nodes[current]
+                path.append(node)
+                current = node.parent
+            paths[node_id] = tuple(path[::-1])
+        return paths
 
     def papers_under(self, node_id: str) -> list[Paper]:
         """Papers placed in the node or any of its descendants, newest first, each once."""
         self._require_node(node_id)
         return self._in_order(self._index.under[node_id])
+
+    def count_under(self, node_id: str) -> int:
+        """How many papers ``papers_under`` gives (without ordering them)."""
+        self._require_node(node_id)
+        return len(self._index.under[node_id])
 
     def methods_under(self, node_id: str) -> list[Method]:
         """Methods attached to the node or any of its descendants."""
@@ -240,7 +254,12 @@ class KnowledgeBase:
         return build_graph(self)
 
     def stats(self) -> dict[str, Any]:
-        """Counts for summaries: papers per pillar, year and node, code availability."""
+        """Counts for summaries: papers per pillar, year and node, code availability (computed
+        once; each call returns its own copy)."""
+        return {k: dict(v) if isinstance(v, dict) else v for k, v in self._stats.items()}
+
+    @cached_property
+    def _stats(self) -> dict[str, Any]:
         per_pillar: Counter[str] = Counter()
         for paper in self.papers.values():
             for pillar in sorted({self.pillar_of(n) for n in paper.nodes}):

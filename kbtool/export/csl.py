@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from kbtool.core.model import Paper
 from kbtool.export.bibtex import JOURNALS, VENUE_NOTE_TAIL
+from kbtool.export.json_text import dumps_indented
 
 
 def _csl_name(author: str) -> dict[str, str]:
@@ -46,4 +46,4 @@ def to_csl(paper: Paper) -> dict[str, Any]:
 
 def to_csl_json(papers: list[Paper]) -> str:
     """CSL-JSON text (a list of items) of ``papers``."""
-    return json.dumps([to_csl(p) for p in papers], indent=2, ensure_ascii=False) + "\n"
+    return dumps_indented([to_csl(p) for p in papers])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from kbtool.core.model import Paper
+from kbtool.export.json_text import dumps_indented
 from kbtool.ingest.paper_io import paper_to_data
 
 if TYPE_CHECKING:
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def papers_to_json(papers: list[Paper]) -> str:
     """Papers as a JSON list in the same shape as their YAML files."""
-    return json.dumps([paper_to_data(p) for p in papers], indent=2, ensure_ascii=False) + "\n"
+    return dumps_indented([paper_to_data(p) for p in papers])
 
 
 def to_json(kb: KnowledgeBase) -> str:
@@ -24,4 +24,4 @@ def to_json(kb: KnowledgeBase) -> str:
         "methods": [m.model_dump(mode="json") for m in kb.methods.values()],
         "papers": [paper_to_data(p) for p in kb.papers.values()],
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return dumps_indented(doc)

@@ -7,7 +7,6 @@ when mkdocs succeeded, so a failed build never leaves a half-written site behind
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -15,8 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pydantic_core
+
 import kbtool
-from kbtool.core.atomic import write_text_atomic
+from kbtool.core.atomic import write_bytes_atomic
+from kbtool.core.gc_pause import long_lived_set_aside
 from kbtool.core.knowledge_base import KnowledgeBase
 from kbtool.site.mkdocs_run import MkdocsFailedError, PageCache, run_mkdocs
 from kbtool.site.paper_pages import PaperPageCache
@@ -74,7 +76,31 @@ def build_site(
     """
     if not isinstance(kb, KnowledgeBase):
         kb = kbtool.load(kb)
-    out_path = Path(out).resolve()
+    with long_lived_set_aside():
+        return _build(
+            kb,
+            Path(out).resolve(),
+            benchmark_json=benchmark_json,
+            zoo_dir=zoo_dir,
+            site_src=site_src,
+            keep_docs=keep_docs,
+            incremental=incremental,
+            cache_dir=cache_dir,
+        )
+
+
+def _build(
+    kb: KnowledgeBase,
+    out_path: Path,
+    *,
+    benchmark_json: Path | str | None,
+    zoo_dir: Path | str | None,
+    site_src: Path,
+    keep_docs: Path | str | None,
+    incremental: bool,
+    cache_dir: Path | str | None,
+) -> BuildResult:
+    """``build_site`` with its arguments resolved."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.build-", dir=out_path.parent))
     try:
@@ -137,7 +163,9 @@ def _cache_dir(kb: KnowledgeBase, cache_dir: Path | str | None) -> Path | None:
 
 def _save_paper_cache(path: Path, cache: PaperPageCache) -> None:
     try:
-        write_text_atomic(path, json.dumps({"pages": cache.new, "rows": cache.new_rows}))
+        write_bytes_atomic(
+            path, pydantic_core.to_json({"pages": cache.new, "rows": cache.new_rows})
+        )
     except OSError:
         return  # the next incremental build renders every paper page again
 

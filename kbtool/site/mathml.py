@@ -7,6 +7,7 @@ formula containing ``<script>`` would otherwise reach the page as markup).
 
 from __future__ import annotations
 
+import functools
 from html import escape
 from html.parser import HTMLParser
 
@@ -112,6 +113,7 @@ def sanitize_mathml(markup: str) -> str:
     return parser.close_all()
 
 
+@functools.lru_cache(maxsize=512)
 def latex_to_mathml(latex: str, *, display: bool = True) -> str:
     """Convert a LaTeX formula (no ``$`` delimiters) to sanitised MathML markup.
 

@@ -1,15 +1,14 @@
 """Run ``mkdocs build --strict`` in this process, reusing the HTML of unchanged pages.
 
 mkdocs has no incremental build (``--dirty`` leaves the search index and other pages wrong),
-so this wraps its two per-page steps. A paper or taxonomy page whose inputs hash to the key of
-the previous build (its markdown, the mkdocs configuration, the versions of mkdocs and the
-theme, and the list of every page, which links resolve against) is not converted or themed
-again: its HTML and its search-index entries are taken from the page cache, in the same order
-as a build would add them, so the site is byte for byte the one a full build makes. Every
-other page (the indexes, method pages that include reference code, the home page) is always
-built. The cache holds one file per distinct page output, named by its content hash, and a
-state file naming each page's key, output and search entries; both are written only after
-mkdocs succeeded.
+so this wraps its two per-page steps. A page whose inputs hash to the key of the previous
+build (its markdown, which names each set-aside fragment by its hash; the files its snippet
+lines include; the mkdocs configuration, the versions of mkdocs and the theme, and the list of
+every page, which links resolve against) is not converted or themed again: its HTML and its
+search-index entries are taken from the page cache, in the same order as a build would add
+them, so the site is byte for byte the one a full build makes. The cache holds one file per
+distinct page output, named by its content hash, and a state file naming each page's key,
+output and search entries; both are written only after mkdocs succeeded.
 """
 
 from __future__ import annotations
@@ -27,9 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kbtool.core.atomic import write_text_atomic
+import pydantic_core
 
+from kbtool.core.atomic import write_bytes_atomic
+
+#: The pages a first build splits among worker processes (the many small ones).
 CACHED_PREFIXES = ("papers/", "taxonomy/")
+#: A snippet line of pymdownx.snippets: ``--8<-- "path:start:end"``.
+_SNIPPET = re.compile(rb'^[ \t]*--8<-- "([^":]+)[^"]*"[ \t]*$', re.MULTILINE)
 _FRAGMENT = re.compile(r'<div data-kb-fragment="([0-9a-f]+)"></div>')
 STATE_FORMAT = "kbtool-site-pages/1"
 #: Below this many paper and taxonomy pages a single process is quicker than forking.
@@ -76,16 +80,17 @@ class PageCache:
         if self.directory is None:
             return {}
         try:
-            data = json.loads((self.directory / "state.json").read_text(encoding="utf-8"))
+            data = pydantic_core.from_json((self.directory / "state.json").read_bytes())
             if data.get("format") != STATE_FORMAT:
                 return {}
             return {rel: PageRecord(*record) for rel, record in data["pages"].items()}
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return {}
 
-    def object_path(self, html: str) -> Path:
+    def object_path(self, html: str) -> str:
+        """Where the page output with digest ``html`` is kept."""
         assert self.directory is not None
-        return self.directory / "pages" / f"{html}.html"
+        return f"{self.directory}/pages/{html}.html"
 
     def reusable(self, rel: str, key: str) -> PageRecord | None:
         """The cached page for ``rel`` when its key matches and its output is intact."""
@@ -93,7 +98,7 @@ class PageCache:
         if record is None or record.key != key:
             return None
         try:
-            if self.object_path(record.html).stat().st_size != record.size:
+            if os.stat(self.object_path(record.html)).st_size != record.size:
                 return None
         except OSError:
             return None
@@ -105,7 +110,7 @@ class PageCache:
             return
         data = output.read_bytes()
         record = PageRecord(key, _digest(data), len(data), json.loads(json.dumps(entries)))
-        target = self.object_path(record.html)
+        target = Path(self.object_path(record.html))
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(output, target)
@@ -120,7 +125,7 @@ class PageCache:
                 "format": STATE_FORMAT,
                 "pages": {rel: [r.key, r.html, r.size, r.entries] for rel, r in self.new.items()},
             }
-            write_text_atomic(self.directory / "state.json", json.dumps(state))
+            write_bytes_atomic(self.directory / "state.json", pydantic_core.to_json(state))
             kept = {f"{r.html}.html" for r in self.new.values()}
             for path in (self.directory / "pages").glob("*.html"):
                 if path.name not in kept:
@@ -129,7 +134,7 @@ class PageCache:
             return  # a cache that cannot be written only costs time next build
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def _link_or_copy(source: Path | str, target: Path | str) -> None:
     """Hard-link ``target`` to ``source`` (outputs are never modified in place: every build
     writes a new site), or copy it where links are not possible."""
     try:
@@ -299,6 +304,14 @@ class _PageSteps:
         self.pending: dict[str, str] = {}
         self.fragments: dict[str, str] = {}
         self.share: tuple[int, int] | None = None
+        self.made: set[str] = set()
+
+    def _make_parent(self, target: str) -> None:
+        """Create the directory of ``target`` (once per directory: 10,000 pages share a few)."""
+        parent = os.path.dirname(target)
+        if parent not in self.made:
+            os.makedirs(parent, exist_ok=True)
+            self.made.add(parent)
 
     def _elsewhere(self, rel: str) -> bool:
         """In a share build: True for pages another share (or the final build) makes."""
@@ -335,13 +348,37 @@ class _PageSteps:
             )
         return _digest(self.global_key.encode(), rel.encode(), source)
 
+    @staticmethod
+    def _included(source: bytes, config: Any) -> bytes | None:  # noqa: ANN401
+        """What the page's snippet lines include: each named file's bytes (b"" when the page
+        has none); None when it uses a snippet form this does not read (never cached)."""
+        if b"--8<--" not in source:
+            return b""
+        names = _SNIPPET.findall(source)
+        if len(names) != source.count(b"--8<--"):
+            return None
+        if not names:
+            return b""
+        options = config["mdx_configs"].get("pymdownx.snippets", {})
+        bases = [Path(base) for base in options.get("base_path", ["."])]
+        return snippet_inputs([name.decode() for name in names], bases)
+
+    def _page_key(self, rel: str, page: Any, config: Any, files: Any) -> str | None:  # noqa: ANN401
+        """The page's cache key, or None when it is not cached (no cache, or an unread
+        snippet form)."""
+        if self.cache.directory is None:
+            return None
+        source = Path(page.file.abs_src_path).read_bytes()
+        included = self._included(source, config)
+        return None if included is None else self._key(rel, source + included, files)
+
     def populate(self, original: Callable[..., None]) -> Callable[..., None]:
         def populate(page: Any, config: Any, files: Any, dirty: bool = False) -> None:  # noqa: ANN401
             rel = page.file.src_uri
             if self._elsewhere(rel):
                 return
-            if self.cache.directory is not None and rel.startswith(CACHED_PREFIXES):
-                key = self._key(rel, Path(page.file.abs_src_path).read_bytes(), files)
+            key = self._page_key(rel, page, config, files)
+            if key is not None:
                 record = self.cache.reusable(rel, key)
                 if record is not None:
                     self.skipped[rel] = record
@@ -366,8 +403,8 @@ class _PageSteps:
                 return
             record = self.skipped.get(rel)
             if record is not None:
-                target = Path(page.file.abs_dest_path)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                target = page.file.abs_dest_path
+                self._make_parent(target)
                 _link_or_copy(self.cache.object_path(record.html), target)
                 self.entries.extend(dict(entry) for entry in record.entries)
                 self.cache.new[rel] = record
@@ -380,3 +417,14 @@ class _PageSteps:
                 self.cache.store(rel, self.pending[rel], Path(page.file.abs_dest_path), added)
 
         return build
+
+
+def snippet_inputs(names: list[str], bases: list[Path]) -> bytes:
+    """The bytes of each snippet file, as pymdownx.snippets finds it (the first base path
+    that has it), each named and length-prefixed; a file found nowhere counts as missing."""
+    parts = []
+    for name in names:
+        found = next((base / name for base in bases if (base / name).is_file()), None)
+        data = found.read_bytes() if found is not None else b"<missing>"
+        parts.append(_digest(name.encode(), data).encode())
+    return b"\n--snippets--\n" + b"\n".join(parts)

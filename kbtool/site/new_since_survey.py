@@ -5,6 +5,7 @@ each placement, and venue years ('ICLR 2024 (arXiv 2023-06)')."""
 from __future__ import annotations
 
 import re
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -27,9 +28,19 @@ ORIGIN_NAMES = {"survey": "the survey's taxonomy", "kd-atlas": "KD Atlas extensi
 
 
 def new_papers(kb: KnowledgeBase) -> list[Paper]:
-    """Papers new since the survey, newest first (by first-version month, then id)."""
-    papers = [p for p in kb.papers.values() if provenance.is_new_since_survey(p)]
-    return sorted(papers, key=lambda p: (-p.first_version[0], -(p.first_version[1] or 0), p.id))
+    """Papers new since the survey, newest first (by first-version month, then id); found
+    once per loaded knowledge base (which does not change)."""
+    found = _NEW_PAPERS.get(kb)
+    if found is None:
+        papers = [p for p in kb.papers.values() if provenance.is_new_since_survey(p)]
+        found = sorted(
+            papers, key=lambda p: (-p.first_version[0], -(p.first_version[1] or 0), p.id)
+        )
+        _NEW_PAPERS[kb] = found
+    return list(found)
+
+
+_NEW_PAPERS: weakref.WeakKeyDictionary[KnowledgeBase, list[Paper]] = weakref.WeakKeyDictionary()
 
 
 def site_globals(kb: KnowledgeBase) -> dict[str, Any]:

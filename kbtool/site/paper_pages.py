@@ -10,12 +10,12 @@ cannot miss a dependency silently.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from markupsafe import Markup
 
 from kbtool.core.knowledge_base import KnowledgeBase
@@ -35,6 +35,8 @@ class PaperPageCache:
     new_rows: dict[str, str] = field(default_factory=dict)
     #: Each paper's key in this build (its page's inputs), by paper id.
     keys: dict[str, str] = field(default_factory=dict)
+    #: The pages of ``old`` still present in the docs directory, as the render found them.
+    present: set[str] = field(default_factory=set)
 
     def row(self, paper: Paper, base: str, attrs: str, render: Callable[..., Any]) -> Markup:
         """The table row of ``paper`` on a page at depth ``base`` with data attributes
@@ -100,11 +102,10 @@ def render_paper_pages(
     to_bibtex: Callable[[list[Paper]], str],
     role_names: dict[str, str],
     cache: PaperPageCache,
-    docs: Path,
 ) -> dict[str, str]:
     """Write every paper page (or keep the previous one when its key, in ``cache.keys``,
-    matches and the file is there); returns each paper's BibTeX entry by id, for the
-    downloads."""
+    matches and the render found the file, ``cache.present``); returns each paper's BibTeX
+    entry by id, for the downloads."""
     view = PaperView(kb)
     context = {
         "kb": view,
@@ -122,7 +123,7 @@ def render_paper_pages(
         rel = f"papers/{paper.id}.md"
         key = cache.keys[paper.id]
         previous = cache.old.get(rel)
-        if previous is not None and previous[0] == key and (docs / rel).is_file():
+        if previous is not None and previous[0] == key and rel in cache.present:
             entry = previous[1]
         else:
             entry = to_bibtex([paper])
@@ -141,7 +142,7 @@ def render_paper_pages(
 def read_cache(path: Path) -> PaperPageCache:
     """The paper-page cache saved at ``path`` (empty when missing or unreadable)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = pydantic_core.from_json(path.read_bytes())
         rows = data["rows"]
         if not all(isinstance(v, str) for v in rows.values()):
             return PaperPageCache()

@@ -8,7 +8,9 @@ go to mkdocs as HTML-escaped front matter because the theme inserts titles as HT
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import re
 import shutil
 from collections import Counter
@@ -26,6 +28,7 @@ from kbtool.core.knowledge_base import KnowledgeBase
 from kbtool.core.model import Paper
 from kbtool.core.query_index import normalize_text
 from kbtool.core.taxonomy import bundled_vocabulary
+from kbtool.site.background import MIN_PAPERS, BackgroundJob
 from kbtool.site.benchmark import read_benchmark
 from kbtool.site.figures import statistics_figures
 from kbtool.site.mathml import FormulaError, latex_to_mathml
@@ -151,7 +154,7 @@ class _Renderer:
         self.benchmark_path = benchmark
         self.result = RenderResult(docs_dir=docs)
         self.to_bibtex, self.to_csl_json, self.to_json = _exporters()
-        self.counts = {nid: len(kb.papers_under(nid)) for nid in kb.nodes}
+        self.counts = {nid: kb.count_under(nid) for nid in kb.nodes}
         self.pkg_dir = package_dir()
         self.site_src = site_src
         self.paper_cache = paper_cache if paper_cache is not None else PaperPageCache()
@@ -201,6 +204,7 @@ class _Renderer:
 
     def taxonomy(self) -> None:
         self.write("taxonomy.md", "taxonomy.md.j2", "index", front_matter=front_matter("Taxonomy"))
+        self.direct_counts = self.kb.stats()["per_node"]
         for node in self.kb.nodes.values():
             self.write(
                 f"taxonomy/{node.id}.md",
@@ -209,7 +213,7 @@ class _Renderer:
                 front_matter=front_matter(node.name),
                 node=node,
                 papers=self.kb.papers_under(node.id),
-                direct_count=sum(1 for p in self.kb.papers.values() if node.id in p.nodes),
+                direct_count=self.direct_counts[node.id],
                 methods=self.kb.methods_under(node.id),
             )
 
@@ -222,7 +226,6 @@ class _Renderer:
             self.to_bibtex,
             {r[0]: r[1] for r in ROLES},
             self.paper_cache,
-            self.docs,
         )
         self.result.pages["paper"] = [f"papers/{pid}.md" for pid in self.kb.papers]
         for stale in set(self.paper_cache.old) - set(self.paper_cache.new):
@@ -235,7 +238,7 @@ class _Renderer:
                 "Papers", hide=["navigation", "toc"], search={"exclude": True}
             ),
             papers=list(self.kb.papers.values()),
-            facets=self._facets(),
+            facets=self.facets,
             row_attrs={p.id: self._row_attrs(p) for p in self.kb.papers.values()},
         )
 
@@ -255,7 +258,9 @@ class _Renderer:
         }
         return Markup(" ".join(f'{k}="{escape(v, quote=True)}"' for k, v in attrs.items()))
 
-    def _facets(self) -> dict[str, Any]:
+    @functools.cached_property
+    def facets(self) -> dict[str, Any]:
+        """The paper index's filter choices (also the statistics' teacher counts)."""
         kb = self.kb
         papers = list(kb.papers.values())
 
@@ -292,9 +297,8 @@ class _Renderer:
             paper_counts=paper_counts,
             with_loss=sum(1 for m in self.kb.methods.values() if m.loss),
         )
-        from kbtool.core.graph import related_methods
+        from kbtool.core.graph import method_relations
 
-        graph = self.kb.graph
         reader = MethodCodeReader(self.pkg_dir)
         for method in self.kb.methods.values():
             try:
@@ -316,14 +320,14 @@ class _Renderer:
                 formula_mathml=mathml,
                 introducing=[self.kb.papers[p] for p in method.papers if p in self.kb.papers],
                 using=[p for p in self.kb.papers_using(method.id) if p.id not in method.papers],
-                related=related_methods(graph, method.id),
+                related=method_relations(self.kb.methods, method.id),
                 zoo=self.zoo,
                 zoo_row=self.zoo.rows.get(loss_name) if loss_name else None,
                 **code.context(),
             )
 
     def statistics(self) -> None:
-        figures = statistics_figures(self.kb, self.counts, self._facets()["teachers"])
+        figures = statistics_figures(self.kb, self.counts, self.facets["teachers"])
         for fig in figures:
             self.write_file(f"statistics/{fig['file']}", fig.pop("svg"))
         self.write(
@@ -337,18 +341,24 @@ class _Renderer:
             zoo=self.zoo,
         )
 
-    def downloads(self) -> None:
+    def download_files(self) -> list[str]:
+        """The download files' paths, in the order they are written."""
+        names = ["kd-atlas.bib", "kd-atlas.csl.json", "kd-atlas.json"]
+        names += [f"nodes/{node_id}.bib" for node_id in self.kb.nodes]
+        return [f"downloads/{name}" for name in names]
+
+    def write_download_files(self) -> None:
+        """Write the BibTeX, CSL-JSON and JSON downloads (see ``download_files``)."""
         papers = list(self.kb.papers.values())
-        files = {
-            "downloads/kd-atlas.bib": self.bibtex(papers),
-            "downloads/kd-atlas.csl.json": self.to_csl_json(papers),
-            "downloads/kd-atlas.json": self.to_json(self.kb),
-        }
-        for node in self.kb.nodes.values():
-            files[f"downloads/nodes/{node.id}.bib"] = self.bibtex(self.kb.papers_under(node.id))
-        for rel, text in files.items():
-            self.write_file(rel, text)
-            self.result.downloads.append(rel)
+        self.write_file("downloads/kd-atlas.bib", self.bibtex(papers))
+        self.write_file("downloads/kd-atlas.csl.json", self.to_csl_json(papers))
+        self.write_file("downloads/kd-atlas.json", self.to_json(self.kb))
+        for node_id in self.kb.nodes:
+            text = self.bibtex(self.kb.papers_under(node_id))
+            self.write_file(f"downloads/nodes/{node_id}.bib", text)
+
+    def downloads(self) -> None:
+        self.result.downloads += self.download_files()
         self.write(
             "downloads.md",
             "downloads.md.j2",
@@ -402,24 +412,34 @@ def render_docs(
     if not (site_src / "templates").is_dir():
         raise SiteRenderError(f"site sources not found at {site_src} (templates/ is missing)")
     keep = set(paper_cache.old) if paper_cache is not None else set()
-    if docs_dir.is_dir():
-        for path in [p for p in docs_dir.rglob("*") if p.is_file() or p.is_symlink()]:
-            if path.relative_to(docs_dir).as_posix() not in keep:
-                path.unlink()
+    kept = set()
+    for rel in _files_below(docs_dir):
+        if rel in keep:
+            kept.add(rel)
+        else:
+            os.unlink(docs_dir / rel)
+    if paper_cache is not None:
+        paper_cache.present = kept
     docs_dir.mkdir(parents=True, exist_ok=True)
     renderer = _Renderer(kb, docs_dir, site_src, benchmark_json, zoo_dir, paper_cache)
     renderer.home()
     renderer.taxonomy()
     renderer.papers()
-    render_new_since_survey(
-        kb, renderer.write, renderer.write_file, front_matter("New since the survey")
-    )
-    renderer.methods()
-    renderer.statistics()
-    renderer.downloads()
-    renderer.huggingface()
-    renderer.contributing()
-    shutil.copytree(site_src / "assets", docs_dir / ASSETS_DIR, dirs_exist_ok=True)
+    files = BackgroundJob(renderer.write_download_files, len(kb.papers) >= MIN_PAPERS)
+    try:
+        render_new_since_survey(
+            kb, renderer.write, renderer.write_file, front_matter("New since the survey")
+        )
+        renderer.methods()
+        renderer.statistics()
+        renderer.downloads()
+        renderer.huggingface()
+        renderer.contributing()
+        shutil.copytree(site_src / "assets", docs_dir / ASSETS_DIR, dirs_exist_ok=True)
+        files.wait()
+    except BaseException:
+        files.abandon()
+        raise
     result = renderer.result
     result.nav = [
         {"Home": "index.md"},
@@ -433,6 +453,16 @@ def render_docs(
         {"Contributing": "contributing.md"},
     ]
     return result
+
+
+def _files_below(root: Path) -> list[str]:
+    """The paths (relative, with '/') of every file and link below ``root``; none if absent."""
+    found = []
+    for directory, subdirectories, names in os.walk(root):
+        links = [d for d in subdirectories if os.path.islink(os.path.join(directory, d))]
+        prefix = os.path.relpath(directory, root).replace(os.sep, "/")
+        found += [n if prefix == "." else f"{prefix}/{n}" for n in [*names, *links]]
+    return found
 
 
 def write_mkdocs_config(
