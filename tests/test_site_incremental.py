@@ -198,3 +198,34 @@ def test_a_page_key_covers_the_files_its_snippets_include(tmp_path: Path) -> Non
     assert mkdocs_run._PageSteps._included(b"# no snippets\n", config) == b""
     inline = b'Text with an inline --8<-- "loss.py" form\n'
     assert mkdocs_run._PageSteps._included(inline, config) is None  # never cached
+
+
+def test_a_template_edit_reaches_every_page_despite_the_caches(
+    kb_root: Path, tmp_path: Path
+) -> None:
+    """Compiled templates are kept between builds (for the site's and the theme's jinja2), and
+    pages are reused by key; an edited template must still show on every page it renders."""
+    site_src = tmp_path / "site-src"
+    shutil.copytree(REPO / "site", site_src)
+    cache = kb_root / ".cache" / "kbtool" / "site"
+
+    def build_with(out: Path) -> None:
+        build_site(
+            kbtool.load(kb_root),
+            out,
+            benchmark_json=None,
+            zoo_dir=None,
+            site_src=site_src,
+            incremental=True,
+            cache_dir=cache,
+        )
+
+    build_with(tmp_path / "first")
+    assert any((cache / "templates").iterdir())  # compiled templates were kept
+    template = site_src / "templates" / "paper.md.j2"
+    template.write_text(
+        template.read_text(encoding="utf-8") + "\nTEMPLATE-EDIT-MARKER\n", encoding="utf-8"
+    )
+    build_with(tmp_path / "second")
+    pages = sorted((tmp_path / "second" / "papers").glob("*.html"))
+    assert pages and all("TEMPLATE-EDIT-MARKER" in p.read_text(encoding="utf-8") for p in pages)

@@ -121,6 +121,7 @@ def _build(
             benchmark_json=Path(benchmark_json) if benchmark_json is not None else None,
             zoo_dir=Path(zoo_dir) if zoo_dir is not None else None,
             paper_cache=paper_cache,
+            bytecode_dir=directory / "templates" if directory is not None else None,
         )
         config = write_mkdocs_config(
             tmp / "mkdocs.yml", docs, html, rendered.nav, site_src=site_src

@@ -251,6 +251,7 @@ def _run(
             config = load_config(str(config_path))
             if share is not None:
                 config["site_dir"] = scratch
+            _keep_compiled_theme(config, cache.directory)
             search = config.plugins.get("material/search") or config.plugins.get("search")
             wrappers = _PageSteps(cache, search, config_path, mkdocs.__version__)
             wrappers.fragments = fragments
@@ -268,6 +269,25 @@ def _run(
     if share is None:
         cache.save()
     return "\n".join(collector.lines)
+
+
+def _keep_compiled_theme(config: Any, directory: Path | None) -> None:  # noqa: ANN401
+    """Give the theme's jinja2 environment a cache of compiled templates beside the page
+    cache (jinja checks each entry against the template's source)."""
+    from kbtool.site.templating import bytecode_cache
+
+    compiled = bytecode_cache(directory / "templates" if directory is not None else None)
+    if compiled is None:
+        return
+    theme = config.theme
+    make_env = theme.get_env
+
+    def get_env() -> Any:  # noqa: ANN401 - a jinja2 Environment
+        env = make_env()
+        env.bytecode_cache = compiled
+        return env
+
+    theme.get_env = get_env
 
 
 def _config_identity(config: Path) -> bytes:

@@ -71,11 +71,11 @@ def shared_inputs(kb: KnowledgeBase, site_src: Path, extra: str) -> str:
     """A digest of every input paper pages share: templates, rendering code, taxonomy,
     methods, and ``extra`` (the caller's constants)."""
     from kbtool.export import bibtex
-    from kbtool.site import new_since_survey, render
+    from kbtool.site import new_since_survey, render, templating
 
     hasher = hashlib.blake2b(digest_size=20)
     sources = sorted((site_src / "templates").rglob("*"))
-    sources += [Path(m.__file__ or "") for m in (bibtex, new_since_survey, render)]
+    sources += [Path(m.__file__ or "") for m in (bibtex, new_since_survey, render, templating)]
     sources.append(Path(__file__))
     for path in sources:
         if path.is_file():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import re
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -20,7 +19,6 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 from markupsafe import Markup
 
@@ -43,6 +41,7 @@ from kbtool.site.paper_pages import (
     shared_inputs,
 )
 from kbtool.site.refimpl import ReferenceImplError, package_dir
+from kbtool.site.templating import front_matter, make_env
 from kbtool.site.zoo import read_zoo
 
 SITE_SRC = Path(__file__).resolve().parent.parent.parent / "site"
@@ -98,36 +97,6 @@ class RenderResult:
     fragments: dict[str, str] = field(default_factory=dict)
 
 
-def _safe_url(value: object) -> bool:
-    """Only absolute http(s) links become hrefs (the model checks this too; defence in depth)."""
-    return isinstance(value, str) and re.match(r"^https?://[^\s<>\"']+$", value) is not None
-
-
-def make_env(templates: Path) -> jinja2.Environment:
-    """The jinja2 environment for page templates: autoescape everywhere, undefined is an error."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.tests["safe_url"] = _safe_url
-    return env
-
-
-def front_matter(title: str, **meta: Any) -> Markup:
-    """YAML front matter; the title is HTML-escaped because the theme renders titles as HTML."""
-    data = {"title": escape(title, quote=False), **meta}
-    dumped = yaml.dump(data, Dumper=_YAML_DUMPER, allow_unicode=True, sort_keys=False, width=10_000)
-    return Markup(f"---\n{dumped}---\n")
-
-
-#: libyaml's emitter when PyYAML has it (one front matter per page: 10,000 at scale).
-_YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
 def _exporters() -> tuple[Callable[[list[Paper]], str], Callable[[list[Paper]], str], Any]:
     """The lead's BibTeX and CSL/JSON exporters, imported only when a site is rendered."""
     from kbtool.export.bibtex import to_bibtex
@@ -146,11 +115,12 @@ class _Renderer:
         benchmark: Path | None,
         zoo_dir: Path | None = None,
         paper_cache: PaperPageCache | None = None,
+        bytecode_dir: Path | None = None,
     ):
         self.kb = kb
         self.docs = docs
         self.zoo = read_zoo(zoo_dir, docs)
-        self.env = make_env(site_src / "templates")
+        self.env = make_env(site_src / "templates", bytecode_dir)
         self.benchmark_path = benchmark
         self.result = RenderResult(docs_dir=docs)
         self.to_bibtex, self.to_csl_json, self.to_json = _exporters()
@@ -403,6 +373,7 @@ def render_docs(
     benchmark_json: Path | None = None,
     zoo_dir: Path | None = None,
     paper_cache: PaperPageCache | None = None,
+    bytecode_dir: Path | None = None,
 ) -> RenderResult:
     """Write every markdown page, SVG plot, download file and asset of the site to ``docs_dir``.
 
@@ -421,7 +392,7 @@ def render_docs(
     if paper_cache is not None:
         paper_cache.present = kept
     docs_dir.mkdir(parents=True, exist_ok=True)
-    renderer = _Renderer(kb, docs_dir, site_src, benchmark_json, zoo_dir, paper_cache)
+    renderer = _Renderer(kb, docs_dir, site_src, benchmark_json, zoo_dir, paper_cache, bytecode_dir)
     renderer.home()
     renderer.taxonomy()
     renderer.papers()
