@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    import networkx as nx
 
     from kbtool.core.knowledge_base import KnowledgeBase
     from kbtool.core.model import Method
@@ -28,6 +28,8 @@ def vertex(kind: str, identifier: str) -> str:
 
 def build_graph(kb: KnowledgeBase) -> nx.MultiDiGraph:
     """Build the typed multigraph of ``kb``."""
+    import networkx as nx  # deferred: slow to import, and only the graph needs it
+
     g = nx.MultiDiGraph()
     for node in kb.nodes.values():
         g.add_node(vertex("node", node.id), kind="node", label=node.name)

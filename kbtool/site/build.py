@@ -165,7 +165,10 @@ def _cache_dir(kb: KnowledgeBase, cache_dir: Path | str | None) -> Path | None:
 def _save_paper_cache(path: Path, cache: PaperPageCache) -> None:
     try:
         write_bytes_atomic(
-            path, pydantic_core.to_json({"pages": cache.new, "rows": cache.new_rows})
+            path,
+            pydantic_core.to_json(
+                {"pages": cache.new, "rows": cache.new_rows, "attrs": cache.new_attrs}
+            ),
         )
     except OSError:
         return  # the next incremental build renders every paper page again

@@ -37,21 +37,49 @@ class PaperPageCache:
     keys: dict[str, str] = field(default_factory=dict)
     #: The pages of ``old`` still present in the docs directory, as the render found them.
     present: set[str] = field(default_factory=set)
+    #: The paper index's data attributes of each paper, by paper key: previous, this build.
+    old_attrs: Mapping[str, str] = field(default_factory=dict)
+    new_attrs: dict[str, str] = field(default_factory=dict)
+    #: Rows made in this build by (paper key, depth, attributes): no hashing the second time.
+    _built: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
-    def row(self, paper: Paper, base: str, attrs: str, render: Callable[..., Any]) -> Markup:
+    def attrs(self, paper: Paper, make: Callable[[Paper], str]) -> Markup:
+        """The data attributes ``make`` gives ``paper`` (a function of the paper and the
+        taxonomy only), reused from the previous build when the paper's key is unchanged."""
+        key = self.keys[paper.id]
+        text = self.old_attrs.get(key)
+        if text is None:
+            text = str(make(paper))
+        self.new_attrs[key] = text
+        return Markup(text)
+
+    def row(self, paper: Paper, base: str, attrs: str, render: Callable[..., Any]) -> str:
         """The table row of ``paper`` on a page at depth ``base`` with data attributes
         ``attrs``: rendered by ``render`` (the row macro) once, then reused, also from the
         previous build when the paper's inputs are unchanged."""
-        key = hashlib.blake2b(
-            f"{self.keys[paper.id]}|{base}|{attrs}".encode(), digest_size=20
-        ).hexdigest()
-        text = self.new_rows.get(key)
+        inputs = (self.keys[paper.id], base, attrs)
+        text = self._built.get(inputs)
         if text is None:
+            key = hashlib.blake2b("|".join(inputs).encode(), digest_size=20).hexdigest()
             text = self.old_rows.get(key)
             if text is None:
                 text = str(render(paper, attrs))
-            self.new_rows[key] = text
-        return Markup(text)
+            self.new_rows[key] = self._built[inputs] = text
+        return text
+
+    def rows(
+        self,
+        papers: list[Paper],
+        base: str,
+        facets: Mapping[str, str] | None,
+        render: Callable[..., Any],
+    ) -> Markup:
+        """The rows of a paper table, each followed by a newline (see ``row``; ``facets``:
+        each paper's data attributes, for the paper index)."""
+        row = self.row
+        return Markup(
+            "".join(f"{row(p, base, facets[p.id] if facets else '', render)}\n" for p in papers)
+        )
 
 
 class PaperView:
@@ -70,12 +98,14 @@ class PaperView:
 def shared_inputs(kb: KnowledgeBase, site_src: Path, extra: str) -> str:
     """A digest of every input paper pages share: templates, rendering code, taxonomy,
     methods, and ``extra`` (the caller's constants)."""
+    from kbtool.core import provenance, query_index
     from kbtool.export import bibtex
     from kbtool.site import new_since_survey, render, templating
 
     hasher = hashlib.blake2b(digest_size=20)
     sources = sorted((site_src / "templates").rglob("*"))
-    sources += [Path(m.__file__ or "") for m in (bibtex, new_since_survey, render, templating)]
+    code = (bibtex, new_since_survey, render, templating, provenance, query_index)
+    sources += [Path(m.__file__ or "") for m in code]
     sources.append(Path(__file__))
     for path in sources:
         if path.is_file():
@@ -143,11 +173,13 @@ def read_cache(path: Path) -> PaperPageCache:
     """The paper-page cache saved at ``path`` (empty when missing or unreadable)."""
     try:
         data = pydantic_core.from_json(path.read_bytes())
-        rows = data["rows"]
-        if not all(isinstance(v, str) for v in rows.values()):
+        rows, attrs = data["rows"], data["attrs"]
+        if not all(isinstance(v, str) for v in (*rows.values(), *attrs.values())):
             return PaperPageCache()
         return PaperPageCache(
-            old={k: (v[0], v[1]) for k, v in data["pages"].items()}, old_rows=rows
+            old={k: (v[0], v[1]) for k, v in data["pages"].items()},
+            old_rows=rows,
+            old_attrs=attrs,
         )
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
         return PaperPageCache()

@@ -131,7 +131,7 @@ class _Renderer:
         self.bib_entries: dict[str, str] = {}
         self.base_globals = {"kb": kb, "counts": self.counts, **site_globals(kb)}
         self.env.globals["fragment"] = self.fragment
-        self.env.globals["cached_row"] = self.paper_cache.row
+        self.env.globals["cached_rows"] = self.paper_cache.rows
         shared = shared_inputs(kb, site_src, repr(ROLES))
         self.paper_cache.keys = paper_keys(kb, shared)
 
@@ -209,7 +209,9 @@ class _Renderer:
             ),
             papers=list(self.kb.papers.values()),
             facets=self.facets,
-            row_attrs={p.id: self._row_attrs(p) for p in self.kb.papers.values()},
+            row_attrs={
+                p.id: self.paper_cache.attrs(p, self._row_attrs) for p in self.kb.papers.values()
+            },
         )
 
     def _row_attrs(self, paper: Paper) -> Markup:
