@@ -143,8 +143,14 @@ def median_of(
 def time_loads(root: Path) -> None:
     """Cold, warm and one-edit loads (``kbtool.load``, indexes included), beside the floor."""
     cache = root / ".cache"
-    floor = statistics.median(parse_floor(root) for _ in range(REPEATS))
-    cold = median_of(REPEATS, lambda _: shutil.rmtree(cache, ignore_errors=True), _load(root))
+    # Floor and cold load alternate, so that both see the machine in the same state (a shared
+    # machine drifts, and its page cache may drop the files between runs).
+    floors, colds = [], []
+    for _ in range(REPEATS):
+        floors.append(parse_floor(root))
+        colds.append(median_of(1, lambda _: shutil.rmtree(cache, ignore_errors=True), _load(root)))
+    floor = statistics.median(floors)
+    cold = statistics.median(c[0] for c in colds), statistics.median(c[1] for c in colds)
     kbtool.load(root)  # fill the cache
     warm = median_of(REPEATS, lambda _: None, _load(root))
     papers = sorted((root / "papers").glob("*.yaml"))

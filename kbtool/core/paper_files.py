@@ -23,6 +23,8 @@ from kbtool.core.safe_yaml import YamlError, parse_yaml_bytes, read_file_bytes
 from kbtool.core.validation import context, validate
 
 PARALLEL_THRESHOLD = 2000
+#: Files a worker process checks per task.
+CHUNK = 200
 #: A file changed less than this long before its signature was taken could change again
 #: within the file system's timestamp granularity unseen, so its signature is not kept.
 RACY_NS = 2_000_000_000
@@ -77,7 +79,8 @@ def _check_all(jobs: list[tuple[Path, str]]) -> list[PaperOutcome]:
 
     mp_context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp_context) as pool:
-        return list(pool.map(check_paper, jobs, chunksize=max(1, len(jobs) // (workers * 4))))
+        # Small chunks: a worker that runs out of work early waits for at most one chunk.
+        return list(pool.map(check_paper, jobs, chunksize=CHUNK))
 
 
 def _still_valid(path: str, entry: Entry, now_ns: int) -> Entry | None:
