@@ -3,7 +3,9 @@ becomes a precomputed set of paper ids, and a query intersects them."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from kbtool.core import provenance
@@ -46,54 +48,77 @@ class QueryIndex:
         children: dict[str | None, list[str]],
         papers_at: dict[str, list[str]],
     ) -> None:
+        self._papers = papers
+        self._nodes = nodes
         self.rank = {pid: i for i, pid in enumerate(papers)}
         self.all_ids = frozenset(papers)
-        self.with_code = frozenset(pid for pid, p in papers.items() if p.code)
-        self.without_code = self.all_ids - self.with_code
-        self.cited = frozenset(pid for pid, p in papers.items() if p.cited_by_survey)
-        self.not_cited = self.all_ids - self.cited
         self.under = _papers_under_each_node(nodes, children, papers_at)
-        node_origin = {n: provenance.node_origin(node) for n, node in nodes.items()}
         by_method: dict[str, set[str]] = {}
-        by_fact: dict[str, set[str]] = {}
-        by_year: dict[int, set[str]] = {}
-        by_basis: dict[str, set[str]] = {}
-        by_origin: dict[str, set[str]] = {}
-        by_first_version: dict[tuple[int, int | None], set[str]] = {}
-        venue: dict[str, set[str]] = {}
-        teachers: dict[str, set[str]] = {}
-        students: dict[str, set[str]] = {}
         for pid, p in papers.items():
             for m in p.methods:
                 by_method.setdefault(m, set()).add(pid)
-            for f in (*p.objectives, *p.elicitation):
-                by_fact.setdefault(f, set()).add(pid)
-            by_year.setdefault(p.year, set()).add(pid)
-            for b in provenance.bases_of(p):
-                by_basis.setdefault(b, set()).add(pid)
-            for o in {node_origin[n] for n in p.nodes if n in node_origin}:
-                by_origin.setdefault(o, set()).add(pid)
-            by_first_version.setdefault(p.first_version, set()).add(pid)
-            venue.setdefault(normalize_text(p.venue), set()).add(pid)
-            for t in p.teachers:
-                teachers.setdefault(normalize_text(t), set()).add(pid)
-            for t in p.students:
-                students.setdefault(normalize_text(t), set()).add(pid)
         self.by_method = _frozen(by_method)
-        self.by_fact = _frozen(by_fact)
-        self.by_year = _frozen(by_year)
-        self.by_basis = _frozen(by_basis)
-        self.by_origin = _frozen(by_origin)
-        self.by_first_version = _frozen(by_first_version)
-        self.venue = _frozen(venue)
-        self.teachers = _frozen(teachers)
-        self.students = _frozen(students)
         self.papers_at = {n: frozenset(ids) for n, ids in papers_at.items()}
-        self.text = {
-            pid: normalize_text(p.title + " " + " ".join(p.authors)) for pid, p in papers.items()
-        }
         self._memo: dict[tuple[str, object], frozenset[str]] = {}
         self._ordered: dict[frozenset[str], tuple[Paper, ...]] = {}
+
+    # The indexes of the other filters are built together, the first time a query needs one
+    # (a site build only asks for the node and method sets).
+    @functools.cached_property
+    def _filters(self) -> _FilterTables:
+        return _FilterTables.build(self._papers, self._nodes)
+
+    @property
+    def with_code(self) -> frozenset[str]:
+        return self._filters.with_code
+
+    @property
+    def without_code(self) -> frozenset[str]:
+        return self.all_ids - self._filters.with_code
+
+    @property
+    def cited(self) -> frozenset[str]:
+        return self._filters.cited
+
+    @property
+    def not_cited(self) -> frozenset[str]:
+        return self.all_ids - self._filters.cited
+
+    @property
+    def by_fact(self) -> dict[str, frozenset[str]]:
+        return self._filters.by_fact
+
+    @property
+    def by_year(self) -> dict[int, frozenset[str]]:
+        return self._filters.by_year
+
+    @property
+    def by_basis(self) -> dict[str, frozenset[str]]:
+        return self._filters.by_basis
+
+    @property
+    def by_origin(self) -> dict[str, frozenset[str]]:
+        return self._filters.by_origin
+
+    @property
+    def by_first_version(self) -> dict[tuple[int, int | None], frozenset[str]]:
+        return self._filters.by_first_version
+
+    @property
+    def venue(self) -> dict[str, frozenset[str]]:
+        return self._filters.venue
+
+    @property
+    def teachers(self) -> dict[str, frozenset[str]]:
+        return self._filters.teachers
+
+    @property
+    def students(self) -> dict[str, frozenset[str]]:
+        return self._filters.students
+
+    @property
+    def text(self) -> dict[str, str]:
+        return self._filters.text
 
     def _remember(
         self, key: tuple[str, object], make: Callable[[], frozenset[str]]
@@ -169,6 +194,65 @@ class QueryIndex:
         return self._remember(
             (field, key),
             lambda: frozenset().union(*(ids for value, ids in groups.items() if key in value)),
+        )
+
+
+@dataclass(frozen=True)
+class _FilterTables:
+    """The indexes of every filter but node and method (see ``QueryIndex``)."""
+
+    with_code: frozenset[str]
+    cited: frozenset[str]
+    by_fact: dict[str, frozenset[str]]
+    by_year: dict[int, frozenset[str]]
+    by_basis: dict[str, frozenset[str]]
+    by_origin: dict[str, frozenset[str]]
+    by_first_version: dict[tuple[int, int | None], frozenset[str]]
+    venue: dict[str, frozenset[str]]
+    teachers: dict[str, frozenset[str]]
+    students: dict[str, frozenset[str]]
+    text: dict[str, str]
+
+    @classmethod
+    def build(cls, papers: dict[str, Paper], nodes: dict[str, TaxonomyNode]) -> _FilterTables:
+        node_origin = {n: provenance.node_origin(node) for n, node in nodes.items()}
+        by_fact: dict[str, set[str]] = {}
+        by_year: dict[int, set[str]] = {}
+        by_basis: dict[str, set[str]] = {}
+        by_origin: dict[str, set[str]] = {}
+        by_first_version: dict[tuple[int, int | None], set[str]] = {}
+        venue: dict[str, set[str]] = {}
+        teachers: dict[str, set[str]] = {}
+        students: dict[str, set[str]] = {}
+        for pid, p in papers.items():
+            for f in (*p.objectives, *p.elicitation):
+                by_fact.setdefault(f, set()).add(pid)
+            by_year.setdefault(p.year, set()).add(pid)
+            for b in provenance.bases_of(p):
+                by_basis.setdefault(b, set()).add(pid)
+            for o in {node_origin[n] for n in p.nodes if n in node_origin}:
+                by_origin.setdefault(o, set()).add(pid)
+            by_first_version.setdefault(p.first_version, set()).add(pid)
+            venue.setdefault(normalize_text(p.venue), set()).add(pid)
+            for t in p.teachers:
+                teachers.setdefault(normalize_text(t), set()).add(pid)
+            for t in p.students:
+                students.setdefault(normalize_text(t), set()).add(pid)
+        return cls(
+            with_code=frozenset(pid for pid, p in papers.items() if p.code),
+            cited=frozenset(pid for pid, p in papers.items() if p.cited_by_survey),
+            by_fact=_frozen(by_fact),
+            by_year=_frozen(by_year),
+            by_basis=_frozen(by_basis),
+            by_origin=_frozen(by_origin),
+            by_first_version=_frozen(by_first_version),
+            venue=_frozen(venue),
+            teachers=_frozen(teachers),
+            students=_frozen(students),
+            text={
+                pid: normalize_text(p.title + " " + " ".join(p.authors))
+                for pid, p in papers.items()
+            },
         )
 
 
