@@ -69,3 +69,29 @@ def test_bad_data_is_reported_and_the_site_stays(served: tuple[Path, Path]) -> N
     replace(root / PAPER, "year: not-a-year", "year: 2023")  # fixed: the next poll rebuilds
     fixed = watcher.poll()
     assert fixed is not None and fixed.startswith("rebuilt")
+
+
+def test_a_busy_port_is_one_clear_error_line(tmp_path: Path) -> None:
+    """``kbtool serve`` on a port another server holds: exit 1, our message naming the
+    address, no traceback."""
+    from typer.testing import CliRunner
+
+    from kbtool.cli.app import app
+    from kbtool.site import start_server
+
+    root = tmp_path / "kb"
+    shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns(".cache"))
+    holder = start_server(tmp_path, 0)
+    try:
+        port = holder.server_address[1]
+        with pytest.raises(OSError, match=f"cannot serve on 127.0.0.1:{port}"):
+            start_server(tmp_path, port)
+        result = CliRunner().invoke(
+            app, ["serve", "--root", str(root), "--port", str(port), "--out", str(tmp_path / "s")]
+        )
+    finally:
+        holder.shutdown()
+        holder.server_close()
+    assert result.exit_code == 1
+    assert f"error: cannot serve on 127.0.0.1:{port}:" in result.output
+    assert "Traceback" not in result.output and ": : " not in result.output

@@ -61,7 +61,8 @@ def friendly(fn: F) -> F:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             error(str(message))
         except OSError as exc:
-            error(f"{exc.filename or ''}: {exc.strerror}")
+            reason = exc.strerror or str(exc)
+            error(f"{exc.filename}: {reason}" if exc.filename else reason)
         raise typer.Exit(1)
 
     return wrapper  # type: ignore[return-value]

@@ -30,7 +30,14 @@ def start_server(directory: Path | str, port: int = 0, host: str = HOST) -> Thre
     ``server.server_address[1]``.
     """
     handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = ThreadingHTTPServer((host, port), handler)
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(
+            exc.errno,
+            f"cannot serve on {host}:{port}: {reason} (another server there? pick another port)",
+        ) from exc
     threading.Thread(target=server.serve_forever, name="kbtool-site", daemon=True).start()
     return server
 
