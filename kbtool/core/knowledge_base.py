@@ -160,9 +160,9 @@ class KnowledgeBase:
             self._require(method, self.methods, "method")
             sets.append(ix.by_method.get(method, frozenset()))
         if has_code is not None:
-            sets.append(ix.with_code if has_code else ix.without_code)
+            sets.append(ix.filters.with_code if has_code else ix.filters.without_code)
         if cited_by_survey is not None:
-            sets.append(ix.cited if cited_by_survey else ix.not_cited)
+            sets.append(ix.filters.cited if cited_by_survey else ix.filters.not_cited)
         for fact in (objective, elicitation):
             if fact is not None:
                 sets.append(ix.fact_or_node(fact))
@@ -170,9 +170,9 @@ class KnowledgeBase:
             methods = self.methods_where(teacher_access=teacher_access)
             sets.append(ix.using_any(m.id for m in methods))
         if basis is not None:
-            sets.append(ix.by_basis.get(provenance.check_basis(basis), frozenset()))
+            sets.append(ix.filters.by_basis.get(provenance.check_basis(basis), frozenset()))
         if origin is not None:
-            sets.append(ix.by_origin.get(provenance.check_origin(origin), frozenset()))
+            sets.append(ix.filters.by_origin.get(provenance.check_origin(origin), frozenset()))
         if since is not None:
             sets.append(ix.since(provenance.parse_month(since)))
         for name, needle in (("venue", venue), ("teachers", teacher), ("students", student)):

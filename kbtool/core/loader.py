@@ -154,10 +154,6 @@ def check_references(records: Records, method_origin: dict[str, str]) -> None:
     arxiv_owner: dict[str, list[str]] = defaultdict(list)
     papers_dir = PAPERS_DIR.as_posix()
     for paper in records.papers:
-        if paper.arxiv_id:
-            arxiv_owner[paper.arxiv_id].append(paper.id)
-        if _plainly_consistent(paper, node_ids, method_ids):
-            continue  # the common case, checked in one pass; the loop below names problems
         rel = f"{papers_dir}/{paper.id}.yaml"
         for node_id in paper.nodes:
             if node_id not in node_ids:
@@ -178,6 +174,8 @@ def check_references(records: Records, method_origin: dict[str, str]) -> None:
         ):
             if len(set(values)) != len(values):
                 problems.append(Problem(rel, name, "contains duplicates"))
+        if paper.arxiv_id:
+            arxiv_owner[paper.arxiv_id].append(paper.id)
     for arxiv_id, owners in arxiv_owner.items():
         if len(owners) > 1:
             for owner in owners:
@@ -189,21 +187,6 @@ def check_references(records: Records, method_origin: dict[str, str]) -> None:
                         f"arXiv id {arxiv_id} is also used by {others}",
                     )
                 )
-
-
-def _plainly_consistent(paper: Paper, node_ids: set[str], method_ids: set[str]) -> bool:
-    """True when the paper's nodes and methods are known, each node has a placement, and
-    nodes, methods and code links have no duplicates: what ``check_references`` checks."""
-    methods, code = paper.methods, paper.code
-    nodes = set(paper.nodes)
-    return (
-        len(nodes) == len(paper.nodes)
-        and node_ids.issuperset(nodes)
-        and nodes.issubset([p.node for p in paper.placements])
-        and method_ids.issuperset(methods)
-        and (len(methods) < 2 or len(set(methods)) == len(methods))
-        and (len(code) < 2 or len(set(code)) == len(code))
-    )
 
 
 def _check_acyclic(nodes: list[TaxonomyNode], problems: list[Problem]) -> None:

@@ -62,63 +62,11 @@ class QueryIndex:
         self._memo: dict[tuple[str, object], frozenset[str]] = {}
         self._ordered: dict[frozenset[str], tuple[Paper, ...]] = {}
 
-    # The indexes of the other filters are built together, the first time a query needs one
-    # (a site build only asks for the node and method sets).
     @functools.cached_property
-    def _filters(self) -> _FilterTables:
-        return _FilterTables.build(self._papers, self._nodes)
-
-    @property
-    def with_code(self) -> frozenset[str]:
-        return self._filters.with_code
-
-    @property
-    def without_code(self) -> frozenset[str]:
-        return self.all_ids - self._filters.with_code
-
-    @property
-    def cited(self) -> frozenset[str]:
-        return self._filters.cited
-
-    @property
-    def not_cited(self) -> frozenset[str]:
-        return self.all_ids - self._filters.cited
-
-    @property
-    def by_fact(self) -> dict[str, frozenset[str]]:
-        return self._filters.by_fact
-
-    @property
-    def by_year(self) -> dict[int, frozenset[str]]:
-        return self._filters.by_year
-
-    @property
-    def by_basis(self) -> dict[str, frozenset[str]]:
-        return self._filters.by_basis
-
-    @property
-    def by_origin(self) -> dict[str, frozenset[str]]:
-        return self._filters.by_origin
-
-    @property
-    def by_first_version(self) -> dict[tuple[int, int | None], frozenset[str]]:
-        return self._filters.by_first_version
-
-    @property
-    def venue(self) -> dict[str, frozenset[str]]:
-        return self._filters.venue
-
-    @property
-    def teachers(self) -> dict[str, frozenset[str]]:
-        return self._filters.teachers
-
-    @property
-    def students(self) -> dict[str, frozenset[str]]:
-        return self._filters.students
-
-    @property
-    def text(self) -> dict[str, str]:
-        return self._filters.text
+    def filters(self) -> FilterTables:
+        """The indexes of the other filters, built together the first time a query needs one
+        (a site build only asks for the node and method sets)."""
+        return FilterTables.build(self._papers, self._nodes, self.all_ids)
 
     def _remember(
         self, key: tuple[str, object], make: Callable[[], frozenset[str]]
@@ -147,14 +95,16 @@ class QueryIndex:
         """Papers whose normalised title and authors contain ``key``."""
         return self._remember(
             ("text", key),
-            lambda: frozenset(pid for pid, text in self.text.items() if key in text),
+            lambda: frozenset(pid for pid, text in self.filters.text.items() if key in text),
         )
 
     def fact_or_node(self, fact: str) -> frozenset[str]:
         """Papers with the survey-table fact or placed on the node of that name."""
         return self._remember(
             ("fact", fact),
-            lambda: self.by_fact.get(fact, frozenset()) | self.papers_at.get(fact, frozenset()),
+            lambda: (
+                self.filters.by_fact.get(fact, frozenset()) | self.papers_at.get(fact, frozenset())
+            ),
         )
 
     def using_any(self, method_ids: Iterable[str]) -> frozenset[str]:
@@ -171,7 +121,7 @@ class QueryIndex:
         def make() -> frozenset[str]:
             keep = [
                 ids
-                for (year, month), ids in self.by_first_version.items()
+                for (year, month), ids in self.filters.by_first_version.items()
                 if (year > start[0] if month is None else (year, month) >= start)
             ]
             return frozenset().union(*keep)
@@ -184,13 +134,17 @@ class QueryIndex:
         hi = year_max if year_max is not None else 10_000
         return self._remember(
             ("years", (lo, hi)),
-            lambda: frozenset().union(*(ids for y, ids in self.by_year.items() if lo <= y <= hi)),
+            lambda: frozenset().union(
+                *(ids for y, ids in self.filters.by_year.items() if lo <= y <= hi)
+            ),
         )
 
     def containing(self, field: str, key: str) -> frozenset[str]:
         """Papers whose ``field`` ('venue', 'teachers' or 'students') has a normalised value
         containing ``key``."""
-        groups = {"venue": self.venue, "teachers": self.teachers, "students": self.students}[field]
+        tables = self.filters
+        by_field = {"venue": tables.venue, "teachers": tables.teachers, "students": tables.students}
+        groups = by_field[field]
         return self._remember(
             (field, key),
             lambda: frozenset().union(*(ids for value, ids in groups.items() if key in value)),
@@ -198,11 +152,13 @@ class QueryIndex:
 
 
 @dataclass(frozen=True)
-class _FilterTables:
+class FilterTables:
     """The indexes of every filter but node and method (see ``QueryIndex``)."""
 
     with_code: frozenset[str]
+    without_code: frozenset[str]
     cited: frozenset[str]
+    not_cited: frozenset[str]
     by_fact: dict[str, frozenset[str]]
     by_year: dict[int, frozenset[str]]
     by_basis: dict[str, frozenset[str]]
@@ -214,7 +170,9 @@ class _FilterTables:
     text: dict[str, str]
 
     @classmethod
-    def build(cls, papers: dict[str, Paper], nodes: dict[str, TaxonomyNode]) -> _FilterTables:
+    def build(
+        cls, papers: dict[str, Paper], nodes: dict[str, TaxonomyNode], all_ids: frozenset[str]
+    ) -> FilterTables:
         node_origin = {n: provenance.node_origin(node) for n, node in nodes.items()}
         by_fact: dict[str, set[str]] = {}
         by_year: dict[int, set[str]] = {}
@@ -238,9 +196,13 @@ class _FilterTables:
                 teachers.setdefault(normalize_text(t), set()).add(pid)
             for t in p.students:
                 students.setdefault(normalize_text(t), set()).add(pid)
+        with_code = frozenset(pid for pid, p in papers.items() if p.code)
+        cited = frozenset(pid for pid, p in papers.items() if p.cited_by_survey)
         return cls(
-            with_code=frozenset(pid for pid, p in papers.items() if p.code),
-            cited=frozenset(pid for pid, p in papers.items() if p.cited_by_survey),
+            with_code=with_code,
+            without_code=all_ids - with_code,
+            cited=cited,
+            not_cited=all_ids - cited,
             by_fact=_frozen(by_fact),
             by_year=_frozen(by_year),
             by_basis=_frozen(by_basis),

@@ -70,86 +70,64 @@ def build_site(
     (and method) pages when they exist. ``keep_docs``, when
     given, receives a copy of the generated markdown (for debugging templates).
 
-    Every build stores each paper and taxonomy page's HTML in a page cache (``cache_dir``,
+    Every build stores each page's HTML in a page cache (``cache_dir``,
     default ``<knowledge base>/.cache/kbtool/site``); an ``incremental`` build reuses the pages
     whose inputs did not change, and its output is byte for byte that of a full build.
     """
     if not isinstance(kb, KnowledgeBase):
         kb = kbtool.load(kb)
+    out_path = Path(out).resolve()
+    # Builds make many short-lived objects: the collector leaves the loaded knowledge base be.
     with long_lived_set_aside():
-        return _build(
-            kb,
-            Path(out).resolve(),
-            benchmark_json=benchmark_json,
-            zoo_dir=zoo_dir,
-            site_src=site_src,
-            keep_docs=keep_docs,
-            incremental=incremental,
-            cache_dir=cache_dir,
-        )
-
-
-def _build(
-    kb: KnowledgeBase,
-    out_path: Path,
-    *,
-    benchmark_json: Path | str | None,
-    zoo_dir: Path | str | None,
-    site_src: Path,
-    keep_docs: Path | str | None,
-    incremental: bool,
-    cache_dir: Path | str | None,
-) -> BuildResult:
-    """``build_site`` with its arguments resolved."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.build-", dir=out_path.parent))
-    try:
-        started = time.perf_counter()
-        directory = _cache_dir(kb, cache_dir)
-        html = tmp / "html"
-        docs = directory / "docs" if directory is not None else tmp / "docs"
-        paper_cache = PaperPageCache()
-        if directory is not None:
-            if incremental:
-                paper_cache = read_paper_cache(directory / PAPER_PAGES)
-            # Until this build succeeds, docs/ matches no saved state.
-            (directory / PAPER_PAGES).unlink(missing_ok=True)
-        rendered = render_docs(
-            kb,
-            docs,
-            site_src=site_src,
-            benchmark_json=Path(benchmark_json) if benchmark_json is not None else None,
-            zoo_dir=Path(zoo_dir) if zoo_dir is not None else None,
-            paper_cache=paper_cache,
-            bytecode_dir=directory / "templates" if directory is not None else None,
-        )
-        config = write_mkdocs_config(
-            tmp / "mkdocs.yml", docs, html, rendered.nav, site_src=site_src
-        )
-        result = BuildResult(
-            out=out_path,
-            pages={kind: len(pages) for kind, pages in rendered.pages.items()},
-            render_seconds=time.perf_counter() - started,
-            notes=rendered.notes,
-        )
-        if keep_docs is not None:
-            shutil.rmtree(keep_docs, ignore_errors=True)
-            shutil.copytree(docs, keep_docs)
-        started = time.perf_counter()
-        cache = PageCache(directory, reuse=incremental)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.build-", dir=out_path.parent))
         try:
-            result.mkdocs_log = run_mkdocs(config, cache, rendered.fragments)
-        except MkdocsFailedError as exc:
-            result.mkdocs_log = exc.log
-            raise SiteBuildError(f"mkdocs build --strict failed:\n{exc.log}") from exc
+            started = time.perf_counter()
+            directory = _cache_dir(kb, cache_dir)
+            html = tmp / "html"
+            docs = directory / "docs" if directory is not None else tmp / "docs"
+            paper_cache = PaperPageCache()
+            if directory is not None:
+                if incremental:
+                    paper_cache = read_paper_cache(directory / PAPER_PAGES)
+                # Until this build succeeds, docs/ matches no saved state.
+                (directory / PAPER_PAGES).unlink(missing_ok=True)
+            rendered = render_docs(
+                kb,
+                docs,
+                site_src=site_src,
+                benchmark_json=Path(benchmark_json) if benchmark_json is not None else None,
+                zoo_dir=Path(zoo_dir) if zoo_dir is not None else None,
+                paper_cache=paper_cache,
+                bytecode_dir=directory / "templates" if directory is not None else None,
+            )
+            config = write_mkdocs_config(
+                tmp / "mkdocs.yml", docs, html, rendered.nav, site_src=site_src
+            )
+            result = BuildResult(
+                out=out_path,
+                pages={kind: len(pages) for kind, pages in rendered.pages.items()},
+                render_seconds=time.perf_counter() - started,
+                notes=rendered.notes,
+            )
+            if keep_docs is not None:
+                shutil.rmtree(keep_docs, ignore_errors=True)
+                shutil.copytree(docs, keep_docs)
+            started = time.perf_counter()
+            cache = PageCache(directory, reuse=incremental)
+            try:
+                result.mkdocs_log = run_mkdocs(config, cache, rendered.fragments)
+            except MkdocsFailedError as exc:
+                result.mkdocs_log = exc.log
+                raise SiteBuildError(f"mkdocs build --strict failed:\n{exc.log}") from exc
+            finally:
+                result.mkdocs_seconds = time.perf_counter() - started
+            _swap_into_place(html, out_path)
+            if directory is not None:
+                _save_paper_cache(directory / PAPER_PAGES, paper_cache)
+            return result
         finally:
-            result.mkdocs_seconds = time.perf_counter() - started
-        _swap_into_place(html, out_path)
-        if directory is not None:
-            _save_paper_cache(directory / PAPER_PAGES, paper_cache)
-        return result
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _cache_dir(kb: KnowledgeBase, cache_dir: Path | str | None) -> Path | None:

@@ -377,8 +377,6 @@ class _PageSteps:
         names = _SNIPPET.findall(source)
         if len(names) != source.count(b"--8<--"):
             return None
-        if not names:
-            return b""
         options = config["mdx_configs"].get("pymdownx.snippets", {})
         bases = [Path(base) for base in options.get("base_path", ["."])]
         return snippet_inputs([name.decode() for name in names], bases)
@@ -440,8 +438,8 @@ class _PageSteps:
 
 
 def snippet_inputs(names: list[str], bases: list[Path]) -> bytes:
-    """The bytes of each snippet file, as pymdownx.snippets finds it (the first base path
-    that has it), each named and length-prefixed; a file found nowhere counts as missing."""
+    """A digest of each snippet file with its name, the file found as pymdownx.snippets
+    finds it (the first base path that has it); a file found nowhere counts as missing."""
     parts = []
     for name in names:
         found = next((base / name for base in bases if (base / name).is_file()), None)

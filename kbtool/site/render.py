@@ -174,7 +174,7 @@ class _Renderer:
 
     def taxonomy(self) -> None:
         self.write("taxonomy.md", "taxonomy.md.j2", "index", front_matter=front_matter("Taxonomy"))
-        self.direct_counts = self.kb.stats()["per_node"]
+        direct_counts = self.kb.stats()["per_node"]
         for node in self.kb.nodes.values():
             self.write(
                 f"taxonomy/{node.id}.md",
@@ -183,7 +183,7 @@ class _Renderer:
                 front_matter=front_matter(node.name),
                 node=node,
                 papers=self.kb.papers_under(node.id),
-                direct_count=self.direct_counts[node.id],
+                direct_count=direct_counts[node.id],
                 methods=self.kb.methods_under(node.id),
             )
 
@@ -313,24 +313,29 @@ class _Renderer:
             zoo=self.zoo,
         )
 
-    def download_files(self) -> list[str]:
-        """The download files' paths, in the order they are written."""
-        names = ["kd-atlas.bib", "kd-atlas.csl.json", "kd-atlas.json"]
-        names += [f"nodes/{node_id}.bib" for node_id in self.kb.nodes]
-        return [f"downloads/{name}" for name in names]
+    def _download_texts(self) -> dict[str, Callable[[], str]]:
+        """Each download file's path and what makes its text: BibTeX, CSL-JSON and JSON of
+        every paper, and BibTeX per node."""
+        papers = list(self.kb.papers.values())
+        texts: dict[str, Callable[[], str]] = {
+            "downloads/kd-atlas.bib": lambda: self.bibtex(papers),
+            "downloads/kd-atlas.csl.json": lambda: self.to_csl_json(papers),
+            "downloads/kd-atlas.json": lambda: self.to_json(self.kb),
+        }
+        for node_id in self.kb.nodes:
+            texts[f"downloads/nodes/{node_id}.bib"] = functools.partial(self._node_bibtex, node_id)
+        return texts
+
+    def _node_bibtex(self, node_id: str) -> str:
+        return self.bibtex(self.kb.papers_under(node_id))
 
     def write_download_files(self) -> None:
-        """Write the BibTeX, CSL-JSON and JSON downloads (see ``download_files``)."""
-        papers = list(self.kb.papers.values())
-        self.write_file("downloads/kd-atlas.bib", self.bibtex(papers))
-        self.write_file("downloads/kd-atlas.csl.json", self.to_csl_json(papers))
-        self.write_file("downloads/kd-atlas.json", self.to_json(self.kb))
-        for node_id in self.kb.nodes:
-            text = self.bibtex(self.kb.papers_under(node_id))
-            self.write_file(f"downloads/nodes/{node_id}.bib", text)
+        """Write every download file (see ``_download_texts``)."""
+        for rel, text in self._download_texts().items():
+            self.write_file(rel, text())
 
     def downloads(self) -> None:
-        self.result.downloads += self.download_files()
+        self.result.downloads += list(self._download_texts())
         self.write(
             "downloads.md",
             "downloads.md.j2",
