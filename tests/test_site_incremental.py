@@ -229,3 +229,17 @@ def test_a_template_edit_reaches_every_page_despite_the_caches(
     build_with(tmp_path / "second")
     pages = sorted((tmp_path / "second" / "papers").glob("*.html"))
     assert pages and all("TEMPLATE-EDIT-MARKER" in p.read_text(encoding="utf-8") for p in pages)
+
+
+def test_the_configuration_identity_covers_the_hooks_code(tmp_path: Path) -> None:
+    """Every page key includes the configuration; a hook sees every page, so its code is part
+    of that identity too (an edited hook must not leave kept pages stale)."""
+    hook = tmp_path / "hook.py"
+    hook.write_text("def on_page_content(html, **kwargs):\n    return html\n", encoding="utf-8")
+    config = tmp_path / "mkdocs.yml"
+    config.write_text(f"site_name: x\nhooks:\n  - {hook}\ndocs_dir: a\n", encoding="utf-8")
+    before = mkdocs_run._config_identity(config)
+    config.write_text(f"site_name: x\nhooks:\n  - {hook}\ndocs_dir: b\n", encoding="utf-8")
+    assert mkdocs_run._config_identity(config) == before  # where the docs are does not count
+    hook.write_text("def on_page_content(html, **kwargs):\n    return html + 'x'\n")
+    assert mkdocs_run._config_identity(config) != before

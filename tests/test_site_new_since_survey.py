@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 from post_survey_kb import EXTENSION, NEW_IDS, build_post_survey_kb
-from test_site_browser import CHROMIUM_ARGS, Served, Watch, _clean, _require_chromium, _shot
+from test_site_browser import Served, Watch, _clean, _require_chromium, _shot
+from test_site_browser import browser as browser  # the module-scoped Chromium fixture
 
 import kbtool
 from kbtool.site import build_site, start_server
@@ -22,8 +23,6 @@ from kbtool.site.plots import monthly_timeline
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +66,6 @@ def served(built: tuple[Path, kbtool.KnowledgeBase]) -> Iterator[Served]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture()

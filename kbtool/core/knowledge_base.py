@@ -37,14 +37,23 @@ class KnowledgeBase:
         self.methods: dict[str, Method] = {m.id: m for m in records.methods}
         ordered = sorted(records.papers, key=lambda p: (-p.year, -(p.month or 0), p.id))
         self.papers: dict[str, Paper] = {p.id: p for p in ordered}
-        self._by_arxiv = {p.arxiv_id: p for p in ordered if p.arxiv_id}
         self._children: dict[str | None, list[str]] = {}
         for node in self.nodes.values():
             self._children.setdefault(node.parent, []).append(node.id)
-        self._papers_at: dict[str, list[str]] = {}
-        for paper in ordered:
+
+    # Paper indexes are built the first time they are needed: a load does not pay for them.
+    @cached_property
+    def _by_arxiv(self) -> dict[str, Paper]:
+        return {p.arxiv_id: p for p in self.papers.values() if p.arxiv_id}
+
+    @cached_property
+    def _papers_at(self) -> dict[str, list[str]]:
+        """Paper ids placed directly on each node, newest first."""
+        papers_at: dict[str, list[str]] = {}
+        for paper in self.papers.values():
             for node_id in paper.nodes:
-                self._papers_at.setdefault(node_id, []).append(paper.id)
+                papers_at.setdefault(node_id, []).append(paper.id)
+        return papers_at
 
     # --- lookups -------------------------------------------------------------------------
     def get(self, key: str) -> Paper | Method | TaxonomyNode:

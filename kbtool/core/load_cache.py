@@ -30,12 +30,13 @@ from kbtool.core.atomic import write_bytes_atomic
 from kbtool.core.taxonomy import TaxonomyUnavailableError, bundled_vocabulary
 
 CACHE_FILE = Path(".cache") / "kbtool" / "papers.cache"
-FORMAT = "kbtool-load-cache/2"
+FORMAT = "kbtool-load-cache/3"
 
 
-def content_digest(raw: bytes) -> str:
-    """The content hash that keys a file's entry."""
-    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+def content_digest(raw: bytes | memoryview) -> str:
+    """The content hash that keys a file's entry: SHA-256 (CPUs with SHA extensions compute
+    it about three times faster than BLAKE2b), 128 bits kept."""
+    return hashlib.sha256(raw).hexdigest()[:32]
 
 
 #: (size, mtime_ns, ctime_ns, inode): a file with the same signature has not been rewritten.
@@ -86,32 +87,33 @@ def read_cache(root: Path) -> dict[str, Entry]:
     corrupt, or was written for another key."""
     try:
         data = (root / CACHE_FILE).read_bytes()
-        header_line, body = data.split(b"\n", 1)
-        header = json.loads(header_line)
+        start = data.index(b"\n") + 1
+        header = json.loads(data[:start])
         if header.get("format") != FORMAT or header.get("key") != cache_key():
             return {}
+        body = memoryview(data)[start:]  # not copied: the entries are sliced from ``data``
         if header.get("body") != content_digest(body):
             return {}
-        return _entries(header["entries"], body)
+        return _entries(header["entries"], data, start)
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
 
 
-def _entries(rows: list[Any], body: bytes) -> dict[str, Entry]:
-    """The entries of the header's ``[file, digest, length, signature]`` rows; ValueError
-    or TypeError when a row has the wrong shape. Checked column by column (a load reads
-    10,000 rows)."""
+def _entries(rows: list[Any], data: bytes, start: int) -> dict[str, Entry]:
+    """The entries of the header's ``[file, digest, length, signature]`` rows, their bodies
+    following one another in ``data`` from ``start``; ValueError or TypeError when a row has
+    the wrong shape. Checked column by column (a load reads 10,000 rows)."""
     if not rows:
-        return {} if body == b"" else _malformed()
+        return {} if len(data) == start else _malformed()
     rels, digests, lengths, signatures = zip(*rows, strict=True)
     if not set(map(type, rels)) | set(map(type, digests)) <= {str}:
         _malformed()
     if not set(map(type, lengths)) <= {int}:
         _malformed()
-    offsets = list(itertools.accumulate(lengths, initial=0))
-    if offsets[-1] != len(body) or min(lengths) < 0:
+    offsets = list(itertools.accumulate(lengths, initial=start))
+    if offsets[-1] != len(data) or min(lengths) < 0:
         _malformed()
-    bodies = [body[start:end] for start, end in itertools.pairwise(offsets)]
+    bodies = [data[begin:end] for begin, end in itertools.pairwise(offsets)]
     return dict(zip(rels, map(Entry, digests, bodies, map(_signature, signatures)), strict=True))
 
 

@@ -152,28 +152,8 @@ def check_references(records: Records, method_origin: dict[str, str]) -> None:
                 )
 
     arxiv_owner: dict[str, list[str]] = defaultdict(list)
-    papers_dir = PAPERS_DIR.as_posix()
     for paper in records.papers:
-        rel = f"{papers_dir}/{paper.id}.yaml"
-        for node_id in paper.nodes:
-            if node_id not in node_ids:
-                problems.append(Problem(rel, "nodes", f"unknown node {node_id!r}"))
-        placed = {p.node for p in paper.placements}
-        unplaced = [n for n in paper.nodes if n not in placed]
-        if unplaced:
-            problems.append(
-                Problem(rel, "placements", f"no recorded basis for node(s) {', '.join(unplaced)}")
-            )
-        for method_id in paper.methods:
-            if method_id not in method_ids:
-                problems.append(Problem(rel, "methods", f"unknown method {method_id!r}"))
-        for name, values in (
-            ("nodes", paper.nodes),
-            ("methods", paper.methods),
-            ("code", paper.code),
-        ):
-            if len(set(values)) != len(values):
-                problems.append(Problem(rel, name, "contains duplicates"))
+        _check_paper_references(paper, node_ids, method_ids, problems)
         if paper.arxiv_id:
             arxiv_owner[paper.arxiv_id].append(paper.id)
     for arxiv_id, owners in arxiv_owner.items():
@@ -187,6 +167,29 @@ def check_references(records: Records, method_origin: dict[str, str]) -> None:
                         f"arXiv id {arxiv_id} is also used by {others}",
                     )
                 )
+
+
+def _check_paper_references(
+    paper: Paper, node_ids: set[str], method_ids: set[str], problems: list[Problem]
+) -> None:
+    """A paper's nodes and methods exist, each node has a placement, and its nodes, methods
+    and code links have no duplicates. A valid paper costs a few set operations: the knowledge
+    base is checked on every load."""
+    nodes, methods = paper.nodes, paper.methods
+    found: list[tuple[str, str]] = []
+    if not node_ids.issuperset(nodes):
+        found += [("nodes", f"unknown node {n!r}") for n in nodes if n not in node_ids]
+    if nodes and not paper.placements:
+        # a paper with placements has exactly one per node: the model checks that
+        found.append(("placements", f"no recorded basis for node(s) {', '.join(nodes)}"))
+    if not method_ids.issuperset(methods):
+        found += [("methods", f"unknown method {m!r}") for m in methods if m not in method_ids]
+    for name, values in (("nodes", nodes), ("methods", methods), ("code", paper.code)):
+        if len(values) > 1 and len(set(values)) != len(values):
+            found.append((name, "contains duplicates"))
+    if found:
+        rel = f"{PAPERS_DIR.as_posix()}/{paper.id}.yaml"
+        problems.extend(Problem(rel, field, message) for field, message in found)
 
 
 def _check_acyclic(nodes: list[TaxonomyNode], problems: list[Problem]) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from kbtool.core import plain_yaml
+
 MAX_FILE_BYTES = 2_000_000
 
 # The C loader (libyaml) is much faster; PyYAML wheels ship it, the fallback is pure Python.
@@ -112,7 +114,11 @@ def _estimated_nesting(text: str) -> int:
 
 def parse_yaml(text: str) -> Any:  # noqa: ANN401 - YAML data is untyped until validated
     """Parse ``text`` as plain YAML data; raise YamlError on syntax errors, aliases or nesting
-    deeper than ``MAX_DEPTH``."""
+    deeper than ``MAX_DEPTH``. Plain documents are built from the event stream (the same
+    data, faster); anything else goes through PyYAML's loader."""
+    data = plain_yaml.build(text, MAX_DEPTH)
+    if data is not plain_yaml.UNSUPPORTED:
+        return data
     try:
         if "*" in text or _may_be_deep(text):
             has_alias, deepest = _scan(text)

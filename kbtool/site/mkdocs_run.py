@@ -298,7 +298,9 @@ def _config_identity(config: Path) -> bytes:
     data = yaml.safe_load(config.read_text(encoding="utf-8"))
     for key in ("docs_dir", "site_dir"):
         data.pop(key, None)
-    return json.dumps(data, sort_keys=True, default=str).encode()
+    # a hook's code bears on every page it sees
+    hooks = [Path(config.parent, hook).read_bytes() for hook in data.get("hooks", [])]
+    return json.dumps(data, sort_keys=True, default=str).encode() + b"".join(hooks)
 
 
 @contextmanager

@@ -457,6 +457,8 @@ def write_mkdocs_config(
     config["docs_dir"] = str(docs_dir)
     config["site_dir"] = str(site_dir)
     config["nav"] = nav
+    # keeps the HTML blocks of paper pages out of Python-Markdown (see html_blocks)
+    config["hooks"] = [str(Path(__file__).with_name("html_blocks.py"))]
     base = snippets_base if snippets_base is not None else package_dir().parent
     for i, ext in enumerate(config.get("markdown_extensions", [])):
         if isinstance(ext, dict) and "pymdownx.snippets" in ext:
