@@ -288,3 +288,70 @@ def test_lengths_that_do_not_add_up_to_the_body_are_refused(kb: Path) -> None:
     bad = {rel for rel, e in entries.items() if not e.body.endswith(b"}")}
     assert bad  # ...which does not parse as the model, so the load starts over from files
     same(load_records(kb), load_records(kb, cache=False))
+
+
+def reference_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the loader's cross-file checks."""
+    from kbtool.core import loader
+
+    calls: list[int] = []
+    original = loader.check_references
+
+    def spy(records: Records, origin: dict[str, str]) -> None:
+        calls.append(1)
+        original(records, origin)
+
+    monkeypatch.setattr(loader, "check_references", spy)
+    return calls
+
+
+def test_consistent_unchanged_inputs_skip_the_cross_file_checks(
+    kb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load that found no problem records a digest of its inputs; a load of the same inputs
+    skips the cross-file checks, and any change to a paper, a method or a node brings them back."""
+    calls = reference_checks(monkeypatch)
+    cold = load_records(kb)
+    assert calls == [1] and not cold.problems
+    assert load_cache.read_cache_file(kb).consistent is not None
+    same(load_records(kb), cold)
+    assert calls == [1]  # skipped: nothing changed
+    edit(kb, MINILLM, "year: 2023\n", "year: 2022\n")
+    load_records(kb)
+    assert calls == [1, 1]
+    load_records(kb)
+    assert calls == [1, 1]  # consistent again, recorded again
+    methods = kb / "taxonomy" / "methods" / "methods.yaml"
+    methods.write_text(methods.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    load_records(kb)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("change", ["method", "node", "paper"])
+def test_a_warm_load_reports_every_cross_file_problem_a_cold_load_reports(
+    kb: Path, change: str
+) -> None:
+    load_records(kb)
+    load_records(kb)  # the inputs are now recorded as consistent
+    if change == "method":  # a method naming a paper that does not exist
+        edit(kb, "taxonomy/methods/methods.yaml", "[gu2023minillm]", "[nobody2023none]")
+    elif change == "node":  # a node that papers are placed on, removed
+        nodes = kb / "taxonomy" / "nodes.yaml"
+        text = nodes.read_text(encoding="utf-8")
+        nodes.write_text(text.replace("id: feedback", "id: feedback-renamed"), encoding="utf-8")
+    else:  # a paper placed on a node that does not exist
+        edit(kb, MINILLM, "  - feedback\n", "  - feedback\n  - nowhere\n")
+    cold = load_records(kb, cache=False)
+    assert cold.problems
+    same(load_records(kb), cold)
+    same(load_records(kb), cold)
+    assert load_cache.read_cache_file(kb).consistent is None
+
+
+def test_a_consistency_digest_of_the_wrong_type_means_no_cache(kb: Path) -> None:
+    load_records(kb)
+    header_line, body = (kb / CACHE_FILE).read_bytes().split(b"\n", 1)
+    header = json.loads(header_line)
+    header["consistent"] = 7
+    (kb / CACHE_FILE).write_bytes(json.dumps(header).encode() + b"\n" + body)
+    assert read_cache(kb) == {}

@@ -1,12 +1,12 @@
 """The validated load cache: each paper file's validated model as JSON, keyed by the file's
 content hash, so that loading an unchanged knowledge base skips YAML parsing.
 
-One file, ``<root>/.cache/kbtool/papers.cache``: a JSON header line (format, key, one
-``[file, content digest, length, stat signature]`` entry per paper, digest of the body), then
-the bodies. The
-key covers everything validation depends on besides the file itself (package and pydantic
-versions, the model's source and JSON Schema, the taxonomy vocabulary), so a change to any of
-them invalidates every entry; a changed file invalidates only its own entry.
+One file, ``<root>/.cache/kbtool/papers.cache``: a JSON header line (format, key, one ``[file,
+content digest, length, stat signature]`` entry per paper, digest of the body, and the digest
+of a load's inputs that were found consistent), then the bodies. The key covers everything
+validation depends on besides the file itself (package and pydantic versions, the model's
+source and JSON Schema, the taxonomy vocabulary), so a change to any of them invalidates every
+entry; a changed file invalidates only its own entry.
 
 JSON, not pickle: unpickling runs arbitrary code, and a cache file lying in a checkout must
 never be able to do that. Every cached body is validated again by pydantic (in Rust, from JSON,
@@ -82,21 +82,37 @@ def cache_key() -> str:
     return content_digest(json.dumps(parts, sort_keys=True).encode())
 
 
+class CacheFile(NamedTuple):
+    """What a cache file holds: the entries by file, and the digest of the inputs of the
+    load that wrote it when that load found no problem at all (see ``loader``)."""
+
+    entries: dict[str, Entry]
+    consistent: str | None = None
+
+
 def read_cache(root: Path) -> dict[str, Entry]:
     """The entries cached for ``root`` by file, or none when the cache is missing, unreadable,
     corrupt, or was written for another key."""
+    return read_cache_file(root).entries
+
+
+def read_cache_file(root: Path) -> CacheFile:
+    """The cache of ``root`` (empty when missing, unreadable, corrupt or for another key)."""
     try:
         data = (root / CACHE_FILE).read_bytes()
         start = data.index(b"\n") + 1
         header = json.loads(data[:start])
         if header.get("format") != FORMAT or header.get("key") != cache_key():
-            return {}
+            return CacheFile({})
         body = memoryview(data)[start:]  # not copied: the entries are sliced from ``data``
         if header.get("body") != content_digest(body):
-            return {}
-        return _entries(header["entries"], data, start)
+            return CacheFile({})
+        consistent = header.get("consistent")
+        if consistent is not None and type(consistent) is not str:
+            _malformed()
+        return CacheFile(_entries(header["entries"], data, start), consistent)
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return {}
+        return CacheFile({})
 
 
 def _entries(rows: list[Any], data: bytes, start: int) -> dict[str, Entry]:
@@ -131,13 +147,15 @@ def _signature(value: object) -> Signature | None:
     _malformed()
 
 
-def write_cache(root: Path, entries: dict[str, Entry]) -> None:
-    """Write ``entries`` atomically; a knowledge base that cannot be written gets no cache."""
+def write_cache(root: Path, entries: dict[str, Entry], consistent: str | None = None) -> None:
+    """Write ``entries`` (and ``consistent``, see ``CacheFile``) atomically; a knowledge base
+    that cannot be written gets no cache."""
     body = b"".join(e.body for e in entries.values())
     header = {
         "format": FORMAT,
         "key": cache_key(),
         "body": content_digest(body),
+        "consistent": consistent,
         "entries": [[rel, e.digest, len(e.body), e.signature] for rel, e in entries.items()],
     }
     data = json.dumps(header, separators=(",", ":")).encode() + b"\n" + body

@@ -8,6 +8,7 @@ whose content is unchanged.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,13 @@ from typing import Any
 from kbtool.core.errors import KnowledgeBaseError, Problem
 from kbtool.core.gc_pause import collection_paused
 from kbtool.core.model import Method, MethodFile, Paper, Taxonomy, TaxonomyNode
-from kbtool.core.paper_files import check_papers, models_of, paper_files
+from kbtool.core.paper_files import (
+    CheckedPapers,
+    check_papers,
+    models_of,
+    paper_files,
+    save_cache,
+)
 from kbtool.core.paths import METHODS_DIR, NODES_FILE, PAPERS_DIR, default_root
 from kbtool.core.safe_yaml import YamlError, read_yaml
 from kbtool.core.validation import validate
@@ -82,21 +89,23 @@ def _load_methods(root: Path, records: Records) -> dict[str, str]:
     return origin
 
 
-def _load_papers(root: Path, records: Records, use_cache: bool, reuse: bool = True) -> None:
+def _load_papers(
+    root: Path, records: Records, use_cache: bool, reuse: bool = True
+) -> tuple[list[str], CheckedPapers]:
+    """Read the paper files into ``records``; returns their names and what checking gave."""
     directory = root / PAPERS_DIR
-    names = paper_files(directory)
+    names, strays = paper_files(directory)
     checked = check_papers(root, names, use_cache, reuse)
     try:
         papers = iter(models_of([e.body for e in checked.entries if e is not None]))
     except ValueError:
         if not checked.hits:
             raise  # a model that does not survive its own JSON: a bug, not bad data
-        _load_papers(root, records, use_cache, reuse=False)  # a cache that does not fit
-        return
-    for stray in sorted(directory.glob("*.yml")) if directory.is_dir() else []:
+        return _load_papers(root, records, use_cache, reuse=False)  # a cache that does not fit
+    for stray in strays:
         records.problems.append(
             Problem(
-                stray.relative_to(root).as_posix(),
+                f"{PAPERS_DIR.as_posix()}/{stray}",
                 "(file)",
                 "paper files must end in .yaml (this one would be ignored); rename it",
             )
@@ -115,6 +124,7 @@ def _load_papers(root: Path, records: Records, use_cache: bool, reuse: bool = Tr
             )
             continue
         records.papers.append(paper)
+    return names, checked
 
 
 def check_references(records: Records, method_origin: dict[str, str]) -> None:
@@ -223,9 +233,31 @@ def load_records(root: Path | str | None = None, *, cache: bool = True) -> Recor
     with collection_paused():
         _load_nodes(base, records)
         origin = _load_methods(base, records)
-        _load_papers(base, records, cache)
-        check_references(records, origin)
+        names, checked = _load_papers(base, records, cache)
+        inputs = _inputs_digest(base, names, checked) if cache else None
+        # Inputs a previous load found consistent need no cross-file checks again.
+        if records.problems or inputs is None or inputs != checked.consistent:
+            check_references(records, origin)
+        if cache:
+            save_cache(base, names, checked, None if records.problems else inputs)
     return records
+
+
+def _inputs_digest(root: Path, names: list[str], checked: CheckedPapers) -> str:
+    """A digest of everything the cross-file checks depend on: this module's code, the
+    taxonomy and methods files, and each paper file's name and content digest (the cache key
+    covers the model and the vocabulary)."""
+    hasher = hashlib.sha256(Path(__file__).read_bytes())
+    methods = root / METHODS_DIR
+    for path in [root / NODES_FILE, *(sorted(methods.glob("*.yaml")) if methods.is_dir() else [])]:
+        hasher.update(b"\0" + path.name.encode() + b"\0")
+        try:
+            hasher.update(path.read_bytes())
+        except OSError:
+            hasher.update(b"\0unreadable")
+    hasher.update("\0".join(names).encode() + b"\0\0")
+    hasher.update("\0".join(e.digest if e else "" for e in checked.entries).encode())
+    return hasher.hexdigest()
 
 
 def load_for_import(root: Path) -> Records:

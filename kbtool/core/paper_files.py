@@ -16,7 +16,14 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from kbtool.core.errors import Problem
-from kbtool.core.load_cache import Entry, Signature, content_digest, read_cache, write_cache
+from kbtool.core.load_cache import (
+    CacheFile,
+    Entry,
+    Signature,
+    content_digest,
+    read_cache_file,
+    write_cache,
+)
 from kbtool.core.model import Paper
 from kbtool.core.paths import PAPERS_DIR
 from kbtool.core.safe_yaml import YamlError, parse_yaml_bytes, read_file_bytes
@@ -98,34 +105,41 @@ def _still_valid(path: str, entry: Entry, now_ns: int) -> Entry | None:
     return Entry(entry.digest, entry.body, _signature(stat, now_ns))
 
 
-def paper_files(directory: Path) -> list[str]:
-    """The names of the ``*.yaml`` files of ``directory``, in order (names, not paths: a
-    load handles 10,000 of them)."""
+def paper_files(directory: Path) -> tuple[list[str], list[str]]:
+    """The names of the ``*.yaml`` files of ``directory`` and of its ``*.yml`` files (which
+    the loader reports), each in order; names, not paths: a load handles 10,000 of them."""
     if not directory.is_dir():
-        return []
-    return sorted(e.name for e in os.scandir(directory) if e.name.endswith(".yaml"))
+        return [], []
+    names = os.listdir(directory)
+    return sorted(n for n in names if n.endswith(".yaml")), sorted(
+        n for n in names if n.endswith(".yml")
+    )
 
 
 @dataclass
 class CheckedPapers:
     """What checking the paper files gave, one slot per file in name order: the cache entry
-    of each valid file (None for a file with a problem), the problems by slot, and how many
-    files came from the cache unchanged."""
+    of each valid file (None for a file with a problem), the problems by slot, how many files
+    came from the cache unchanged, whether the cache needs writing again, and the cache's
+    digest of consistent inputs (see ``load_cache.CacheFile``)."""
 
     entries: list[Entry | None]
     problems: dict[int, list[Problem]]
     hits: int
+    stale: bool = False
+    consistent: str | None = None
 
 
 def check_papers(
     root: Path, names: list[str], use_cache: bool, reuse: bool = True
 ) -> CheckedPapers:
     """Check the files ``names`` of ``root/papers``: a file whose content is unchanged is
-    taken from the cache (when ``reuse``), others are parsed and validated; the cache is
-    rewritten when anything changed (when ``use_cache``)."""
+    taken from the cache (when ``use_cache`` and ``reuse``), others are parsed and
+    validated. ``save_cache`` writes the result."""
     prefix = f"{PAPERS_DIR.as_posix()}/"
     directory = os.path.join(root, PAPERS_DIR)
-    cached = read_cache(root) if use_cache and reuse else {}
+    cache = read_cache_file(root) if use_cache and reuse else CacheFile({})
+    cached = cache.entries
     now_ns = time.time_ns()
     entries: list[Entry | None] = []
     misses: list[int] = []
@@ -144,14 +158,24 @@ def check_papers(
         if outcome.problems:
             problems[i] = outcome.problems
     # every name a hit and as many entries as names: the cached set is exactly this one
-    if use_cache and (misses or refreshed or len(cached) != len(names)):
-        fresh = {
-            prefix + name: entry
-            for i, (name, entry) in enumerate(zip(names, entries, strict=True))
-            if entry is not None and i not in problems
-        }
-        write_cache(root, fresh)
-    return CheckedPapers(entries, problems, len(names) - len(misses))
+    stale = bool(misses or refreshed or len(cached) != len(names))
+    return CheckedPapers(entries, problems, len(names) - len(misses), stale, cache.consistent)
+
+
+def save_cache(
+    root: Path, names: list[str], checked: CheckedPapers, consistent: str | None
+) -> None:
+    """Write the cache of the files ``names`` that ``checked`` found valid, with
+    ``consistent``, unless the cache already holds exactly that."""
+    if not checked.stale and consistent == checked.consistent:
+        return
+    prefix = f"{PAPERS_DIR.as_posix()}/"
+    fresh = {
+        prefix + name: entry
+        for i, (name, entry) in enumerate(zip(names, checked.entries, strict=True))
+        if entry is not None and i not in checked.problems
+    }
+    write_cache(root, fresh, consistent)
 
 
 def models_of(bodies: list[bytes]) -> list[Paper]:
