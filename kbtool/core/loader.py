@@ -16,6 +16,7 @@ from typing import Any
 
 from kbtool.core.errors import KnowledgeBaseError, Problem
 from kbtool.core.gc_pause import collection_paused
+from kbtool.core.load_cache import content_digest
 from kbtool.core.model import Method, MethodFile, Paper, Taxonomy, TaxonomyNode
 from kbtool.core.paper_files import (
     CheckedPapers,
@@ -25,7 +26,7 @@ from kbtool.core.paper_files import (
     save_cache,
 )
 from kbtool.core.paths import METHODS_DIR, NODES_FILE, PAPERS_DIR, default_root
-from kbtool.core.safe_yaml import YamlError, read_yaml
+from kbtool.core.safe_yaml import YamlError, parse_yaml_bytes, read_file_bytes
 from kbtool.core.validation import validate
 
 
@@ -38,13 +39,17 @@ class Records:
     methods: list[Method] = field(default_factory=list)
     papers: list[Paper] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: The content digest of each taxonomy and methods file, of the very bytes parsed.
+    sources: dict[str, str] = field(default_factory=dict)
 
 
-def _read(path: Path, rel: str, problems: list[Problem]) -> Any | None:  # noqa: ANN401
+def _read(path: Path, rel: str, records: Records) -> Any | None:  # noqa: ANN401
     try:
-        return read_yaml(path)
+        raw = read_file_bytes(path)
+        records.sources[rel] = content_digest(raw)
+        return parse_yaml_bytes(raw)
     except YamlError as exc:
-        problems.append(Problem(rel, "(file)", str(exc)))
+        records.problems.append(Problem(rel, "(file)", str(exc)))
         return None
 
 
@@ -54,7 +59,7 @@ def _load_nodes(root: Path, records: Records) -> None:
     if not path.is_file():
         records.problems.append(Problem(rel, "(file)", "taxonomy file is missing"))
         return
-    data = _read(path, rel, records.problems)
+    data = _read(path, rel, records)
     if data is None:
         return
     taxonomy, problems = validate(Taxonomy, data, rel)
@@ -69,7 +74,7 @@ def _load_methods(root: Path, records: Records) -> dict[str, str]:
     directory = root / METHODS_DIR
     for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
         rel = path.relative_to(root).as_posix()
-        data = _read(path, rel, records.problems)
+        data = _read(path, rel, records)
         if data is None:
             continue
         methods, problems = validate(MethodFile, data, rel)
@@ -234,7 +239,7 @@ def load_records(root: Path | str | None = None, *, cache: bool = True) -> Recor
         _load_nodes(base, records)
         origin = _load_methods(base, records)
         names, checked = _load_papers(base, records, cache)
-        inputs = _inputs_digest(base, names, checked) if cache else None
+        inputs = _inputs_digest(records, names, checked) if cache else None
         # Inputs a previous load found consistent need no cross-file checks again.
         if records.problems or inputs is None or inputs != checked.consistent:
             check_references(records, origin)
@@ -243,19 +248,13 @@ def load_records(root: Path | str | None = None, *, cache: bool = True) -> Recor
     return records
 
 
-def _inputs_digest(root: Path, names: list[str], checked: CheckedPapers) -> str:
+def _inputs_digest(records: Records, names: list[str], checked: CheckedPapers) -> str:
     """A digest of everything the cross-file checks depend on: this module's code, the
-    taxonomy and methods files, and each paper file's name and content digest (the cache key
-    covers the model and the vocabulary)."""
+    taxonomy and methods files and the paper files, each by name and the digest of the bytes
+    this load parsed (the cache key covers the model and the vocabulary)."""
     hasher = hashlib.sha256(Path(__file__).read_bytes())
-    methods = root / METHODS_DIR
-    for path in [root / NODES_FILE, *(sorted(methods.glob("*.yaml")) if methods.is_dir() else [])]:
-        hasher.update(b"\0" + path.name.encode() + b"\0")
-        try:
-            hasher.update(path.read_bytes())
-        except OSError:
-            hasher.update(b"\0unreadable")
-    hasher.update("\0".join(names).encode() + b"\0\0")
+    hasher.update("\0".join(f"{rel}\0{digest}" for rel, digest in records.sources.items()).encode())
+    hasher.update(b"\0\0" + "\0".join(names).encode() + b"\0\0")
     hasher.update("\0".join(e.digest if e else "" for e in checked.entries).encode())
     return hasher.hexdigest()
 
