@@ -67,7 +67,7 @@ def test_warm_load_equals_cold_load_and_parses_nothing(
 ) -> None:
     cold = load_records(kb)
     assert (kb / CACHE_FILE).is_file()
-    assert set(read_cache(kb)) == {f"papers/{p.id}.yaml" for p in cold.papers}
+    assert set(read_cache(kb).entries) == {f"papers/{p.id}.yaml" for p in cold.papers}
     seen = checked_files(monkeypatch)
     warm = load_records(kb)
     assert seen == []
@@ -92,7 +92,7 @@ def test_an_edited_file_is_checked_again_and_only_it(
     records = load_records(kb)
     assert seen == [MINILLM]
     assert next(p for p in records.papers if p.id == "gu2023minillm").year == 2022
-    assert read_cache(kb)[MINILLM].digest == content_digest((kb / MINILLM).read_bytes())
+    assert read_cache(kb).entries[MINILLM].digest == content_digest((kb / MINILLM).read_bytes())
     same(records, load_records(kb, cache=False))
 
 
@@ -107,7 +107,7 @@ def test_added_and_deleted_files_are_seen(kb: Path) -> None:
     (kb / "papers" / "copy2023minillm.yaml").unlink()
     without = load_records(kb)
     assert "copy2023minillm" not in {p.id for p in without.papers}
-    assert "papers/copy2023minillm.yaml" not in read_cache(kb)
+    assert "papers/copy2023minillm.yaml" not in read_cache(kb).entries
     same(without, load_records(kb, cache=False))
 
 
@@ -128,7 +128,7 @@ def test_a_file_with_a_problem_is_reported_on_every_load(kb: Path, old: str, new
     for _ in range(2):
         same(load_records(kb), cold)
     if "id:" not in old:  # only error-free files are cached
-        assert MINILLM not in read_cache(kb)
+        assert MINILLM not in read_cache(kb).entries
 
 
 def _corrupt_variants(data: bytes) -> list[bytes]:
@@ -153,7 +153,7 @@ def test_a_corrupt_cache_is_ignored_and_replaced(kb: Path) -> None:
     for variant in _corrupt_variants(good):
         (kb / CACHE_FILE).write_bytes(variant)
         same(load_records(kb), expected)
-        assert read_cache(kb)  # rewritten, readable again
+        assert read_cache(kb).entries  # rewritten, readable again
 
 
 @pytest.mark.parametrize(
@@ -173,7 +173,7 @@ def test_a_cache_entry_that_does_not_fit_the_model_means_a_cold_load(
     expected = load_records(kb, cache=False)
     load_records(kb)
     header = json.loads((kb / CACHE_FILE).read_bytes().split(b"\n", 1)[0])
-    entries = read_cache(kb)
+    entries = read_cache(kb).entries
     doctored = {rel: e.body.replace(old, new, 1) for rel, e in entries.items()}
     assert doctored != {rel: e.body for rel, e in entries.items()}
     body = b"".join(doctored.values())
@@ -201,7 +201,7 @@ def test_a_touched_file_is_hashed_and_an_edit_keeping_size_and_mtime_is_seen(
     caught by the change time."""
     monkeypatch.setattr(paper_files, "RACY_NS", 0)  # trust signatures at once
     load_records(kb)
-    assert read_cache(kb)[MINILLM].signature is not None
+    assert read_cache(kb).entries[MINILLM].signature is not None
     path = kb / MINILLM
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
@@ -223,7 +223,7 @@ def test_a_cache_made_for_another_key_is_not_used(
     """A new model, package, pydantic or vocabulary changes the key: every entry is stale."""
     load_records(kb)
     monkeypatch.setattr(load_cache, "cache_key", lambda: "another key")
-    assert read_cache(kb) == {}
+    assert read_cache(kb).entries == {}
     seen = checked_files(monkeypatch)
     load_records(kb)
     assert len(seen) == len(load_records(kb, cache=False).papers)
@@ -272,9 +272,9 @@ def test_a_cache_header_with_a_malformed_row_is_ignored(
     header = json.loads(header_line)
     header["entries"][1] = doctor(header["entries"][1])
     (kb / CACHE_FILE).write_bytes(json.dumps(header).encode() + b"\n" + body)
-    assert read_cache(kb) == {}
+    assert read_cache(kb).entries == {}
     same(load_records(kb), expected)
-    assert len(read_cache(kb)) == len(expected.papers)  # rewritten whole
+    assert len(read_cache(kb).entries) == len(expected.papers)  # rewritten whole
 
 
 def test_lengths_that_do_not_add_up_to_the_body_are_refused(kb: Path) -> None:
@@ -284,7 +284,7 @@ def test_lengths_that_do_not_add_up_to_the_body_are_refused(kb: Path) -> None:
     rows = header["entries"]
     rows[0][2], rows[1][2] = rows[0][2] + 5, rows[1][2] - 5  # same total, shifted bodies
     (kb / CACHE_FILE).write_bytes(json.dumps(header).encode() + b"\n" + body)
-    entries = read_cache(kb)  # the slices are wrong, but each is only a candidate body...
+    entries = read_cache(kb).entries  # the slices are wrong, but each is only a candidate body...
     bad = {rel for rel, e in entries.items() if not e.body.endswith(b"}")}
     assert bad  # ...which does not parse as the model, so the load starts over from files
     same(load_records(kb), load_records(kb, cache=False))
@@ -313,7 +313,7 @@ def test_consistent_unchanged_inputs_skip_the_cross_file_checks(
     calls = reference_checks(monkeypatch)
     cold = load_records(kb)
     assert calls == [1] and not cold.problems
-    assert load_cache.read_cache_file(kb).consistent is not None
+    assert read_cache(kb).consistent is not None
     same(load_records(kb), cold)
     assert calls == [1]  # skipped: nothing changed
     edit(kb, MINILLM, "year: 2023\n", "year: 2022\n")
@@ -345,7 +345,7 @@ def test_a_warm_load_reports_every_cross_file_problem_a_cold_load_reports(
     assert cold.problems
     same(load_records(kb), cold)
     same(load_records(kb), cold)
-    assert load_cache.read_cache_file(kb).consistent is None
+    assert read_cache(kb).consistent is None
 
 
 def test_a_consistency_digest_of_the_wrong_type_means_no_cache(kb: Path) -> None:
@@ -354,4 +354,4 @@ def test_a_consistency_digest_of_the_wrong_type_means_no_cache(kb: Path) -> None
     header = json.loads(header_line)
     header["consistent"] = 7
     (kb / CACHE_FILE).write_bytes(json.dumps(header).encode() + b"\n" + body)
-    assert read_cache(kb) == {}
+    assert read_cache(kb).entries == {}

@@ -90,14 +90,9 @@ class CacheFile(NamedTuple):
     consistent: str | None = None
 
 
-def read_cache(root: Path) -> dict[str, Entry]:
-    """The entries cached for ``root`` by file, or none when the cache is missing, unreadable,
-    corrupt, or was written for another key."""
-    return read_cache_file(root).entries
-
-
-def read_cache_file(root: Path) -> CacheFile:
-    """The cache of ``root`` (empty when missing, unreadable, corrupt or for another key)."""
+def read_cache(root: Path) -> CacheFile:
+    """The cache of ``root``: empty when it is missing, unreadable, corrupt, or was written
+    for another key."""
     try:
         data = (root / CACHE_FILE).read_bytes()
         start = data.index(b"\n") + 1

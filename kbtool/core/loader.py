@@ -40,13 +40,13 @@ class Records:
     papers: list[Paper] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     #: The content digest of each taxonomy and methods file, of the very bytes parsed.
-    sources: dict[str, str] = field(default_factory=dict)
+    file_digests: dict[str, str] = field(default_factory=dict)
 
 
 def _read(path: Path, rel: str, records: Records) -> Any | None:  # noqa: ANN401
     try:
         raw = read_file_bytes(path)
-        records.sources[rel] = content_digest(raw)
+        records.file_digests[rel] = content_digest(raw)
         return parse_yaml_bytes(raw)
     except YamlError as exc:
         records.problems.append(Problem(rel, "(file)", str(exc)))
@@ -253,7 +253,9 @@ def _inputs_digest(records: Records, names: list[str], checked: CheckedPapers) -
     taxonomy and methods files and the paper files, each by name and the digest of the bytes
     this load parsed (the cache key covers the model and the vocabulary)."""
     hasher = hashlib.sha256(Path(__file__).read_bytes())
-    hasher.update("\0".join(f"{rel}\0{digest}" for rel, digest in records.sources.items()).encode())
+    hasher.update(
+        "\0".join(f"{rel}\0{digest}" for rel, digest in records.file_digests.items()).encode()
+    )
     hasher.update(b"\0\0" + "\0".join(names).encode() + b"\0\0")
     hasher.update("\0".join(e.digest if e else "" for e in checked.entries).encode())
     return hasher.hexdigest()

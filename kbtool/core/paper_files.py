@@ -21,7 +21,7 @@ from kbtool.core.load_cache import (
     Entry,
     Signature,
     content_digest,
-    read_cache_file,
+    read_cache,
     write_cache,
 )
 from kbtool.core.model import Paper
@@ -138,7 +138,7 @@ def check_papers(
     validated. ``save_cache`` writes the result."""
     prefix = f"{PAPERS_DIR.as_posix()}/"
     directory = os.path.join(root, PAPERS_DIR)
-    cache = read_cache_file(root) if use_cache and reuse else CacheFile({})
+    cache = read_cache(root) if use_cache and reuse else CacheFile({})
     cached = cache.entries
     now_ns = time.time_ns()
     entries: list[Entry | None] = []

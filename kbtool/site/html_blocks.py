@@ -8,8 +8,8 @@ after it the placeholder becomes the block again, its whitespace normalised as
 Python-Markdown normalises a raw HTML block (line ends, tabs expanded, blank lines emptied).
 So a page's HTML is what it would be without the hook (a test checks every paper page).
 
-mkdocs loads this file by its path (``hooks`` in the generated ``mkdocs.yml``): it imports
-nothing but ``re``.
+mkdocs loads this file by its path (``hooks`` in the generated ``mkdocs.yml``), so it
+imports nothing but the standard library.
 """
 
 from __future__ import annotations
