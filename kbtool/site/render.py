@@ -187,7 +187,8 @@ class _Renderer:
                 methods=self.kb.methods_under(node.id),
             )
 
-    def papers(self) -> None:
+    def paper_pages(self) -> None:
+        """Every paper's page (the BibTeX downloads need their entries)."""
         self.bib_entries = render_paper_pages(
             self.kb,
             self.env.get_template("paper.md.j2"),
@@ -200,6 +201,8 @@ class _Renderer:
         self.result.pages["paper"] = [f"papers/{pid}.md" for pid in self.kb.papers]
         for stale in set(self.paper_cache.old) - set(self.paper_cache.new):
             (self.docs / stale).unlink(missing_ok=True)
+
+    def paper_index(self) -> None:
         self.write(
             "papers.md",
             "papers.md.j2",
@@ -400,11 +403,13 @@ def render_docs(
         paper_cache.present = kept
     docs_dir.mkdir(parents=True, exist_ok=True)
     renderer = _Renderer(kb, docs_dir, site_src, benchmark_json, zoo_dir, paper_cache, bytecode_dir)
-    renderer.home()
-    renderer.taxonomy()
-    renderer.papers()
+    renderer.paper_pages()
+    # The downloads need only the papers' BibTeX entries: a child writes them from here on.
     files = BackgroundJob(renderer.write_download_files, len(kb.papers) >= MIN_PAPERS)
     try:
+        renderer.home()
+        renderer.taxonomy()
+        renderer.paper_index()
         render_new_since_survey(
             kb, renderer.write, renderer.write_file, front_matter("New since the survey")
         )
