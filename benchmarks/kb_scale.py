@@ -186,30 +186,48 @@ def _load(root: Path) -> Callable[[], object]:
 
 
 def query_mix(kb: KnowledgeBase) -> dict[str, Callable[[random.Random], dict[str, Any]]]:
-    """The filter combinations timed, by name: one random instance per call."""
+    """The filter combinations timed, by name: one random instance per call. Every value is
+    drawn at random, so that most queries are not ones the indexes remember from before."""
     nodes = list(kb.nodes)
     methods = list(kb.methods)
+    objectives, elicitations = sorted(OBJECTIVE_NODES), sorted(ELICITATION_NODES)
+    words = sorted({w for p in kb.papers.values() for w in p.title.lower().split() if len(w) > 3})
+    teachers = ["gpt4", "chatgpt", "llama", "palm", "gpt3", "claude", "qwen"]
+    venues = ["emnlp", "acl", "iclr", "neurips", "arxiv", "icml", "naacl"]
+    years = range(2016, 2027)
     return {
         "node": lambda r: {"node": r.choice(nodes)},
         "node+year_min+has_code": lambda r: {
             "node": r.choice(nodes),
-            "year_min": 2021,
+            "year_min": r.choice(years),
             "has_code": True,
         },
-        "teacher+objective": lambda r: {"teacher": "gpt4", "objective": "supervised-fine-tuning"},
-        "text+year_max": lambda r: {"text": "distillation of llama", "year_max": 2023},
-        "teacher_access+venue": lambda r: {"teacher_access": "black-box", "venue": "emnlp"},
-        "method+since": lambda r: {"method": r.choice(methods), "since": "2024-03"},
+        "teacher+objective": lambda r: {
+            "teacher": r.choice(teachers),
+            "objective": r.choice(objectives),
+        },
+        "text+year_max": lambda r: {
+            "text": " ".join(r.sample(words, r.randint(1, 2))),
+            "year_max": r.choice(years),
+        },
+        "teacher_access+venue": lambda r: {
+            "teacher_access": r.choice(["black-box", "white-box"]),
+            "venue": r.choice(venues),
+        },
+        "method+since": lambda r: {
+            "method": r.choice(methods),
+            "since": f"{r.choice(years)}-{r.randint(1, 12):02d}",
+        },
         "basis+origin": lambda r: {
-            "basis": r.choice(["survey-list", "reviewed"]),
-            "origin": "kd-atlas",
+            "basis": r.choice(["survey-list", "crosswalk", "reviewed"]),
+            "origin": r.choice(["survey", "kd-atlas"]),
         },
         "cited+student+elicitation": lambda r: {
             "cited_by_survey": r.random() < 0.5,
-            "student": "llama",
-            "elicitation": r.choice(list(kb.children("knowledge-elicitation"))).id,
+            "student": r.choice(teachers),
+            "elicitation": r.choice(elicitations),
         },
-        "year range": lambda r: {"year_min": 2019, "year_max": 2023},
+        "year range": lambda r: {"year_min": r.choice(years[:6]), "year_max": r.choice(years[5:])},
         "no filter": lambda r: {},
     }
 
