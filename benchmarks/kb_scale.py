@@ -237,13 +237,14 @@ def time_queries(kb: KnowledgeBase, per_combination: int) -> None:
     after one query of each has built the indexes (timed and printed on its own: a load does
     not build them, the first query that needs one does, once per load)."""
     rng = random.Random(1)
+    mix = query_mix(kb)
     started = time.perf_counter()
-    for make in query_mix(kb).values():
+    for make in mix.values():
         kb.query(**make(rng))
     first = (time.perf_counter() - started) * 1000
     print(f"first query of each combination (builds the indexes, once per load): {first:.1f} ms")
     worst = 0.0
-    for name, make in query_mix(kb).items():
+    for name, make in mix.items():
         timings = []
         for _ in range(per_combination):
             kwargs = make(rng)

@@ -126,8 +126,8 @@ class CheckedPapers:
     entries: list[Entry | None]
     problems: dict[int, list[Problem]]
     hits: int
-    stale: bool = False
-    consistent: str | None = None
+    stale: bool
+    consistent: str | None
 
 
 def check_papers(
